@@ -21,6 +21,7 @@ that may span lines and end with a trailing comma, and bare single-token strings
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -515,9 +516,14 @@ def classify_bare(token: str) -> Value:
     if token == "false":
         return False
     if _INT_RE.fullmatch(token):
-        return int(token.replace("_", ""))
+        try:
+            return int(token.replace("_", ""))
+        except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
+            return token
     if _FLOAT_RE.fullmatch(token):
-        return float(token.replace("_", ""))
+        number = float(token.replace("_", ""))
+        # 1e400 overflows to inf: keep the text so the schema rejects it as not a number.
+        return number if math.isfinite(number) else token
     return token
 
 
@@ -546,6 +552,8 @@ def _parse_json(text: str, source: str) -> ConfigDocument:
         ) from None
     except RecursionError:
         raise ConfigFileError([ConfigProblem(source, "JSON nested too deeply")]) from None
+    except ValueError as exc:  # e.g. an integer with more digits than int() accepts
+        raise ConfigFileError([ConfigProblem(source, f"invalid JSON: {exc}")]) from None
     if not isinstance(data, dict):
         raise ConfigFileError([ConfigProblem(source, "top level must be an object of sections")])
     sections: dict[str, Section] = {}

@@ -348,3 +348,11 @@ def test_yaml_errors(text: str, fragment: str | None) -> None:
 
 def test_unknown_format() -> None:
     assert "unknown configuration format 'toml'" in str(error_of("", "toml"))
+
+
+def test_huge_numbers_stay_text_instead_of_crashing() -> None:
+    assert parse_value("9" * 5000) == "9" * 5000  # beyond int()'s digit limit
+    assert parse_value("1e400") == "1e400"  # would overflow to inf
+    assert "invalid JSON" in str(error_of('{"s": {"a": ' + "9" * 5000 + "}}", "json"))
+    yaml_doc = parse_document("s:\n  a: 1e400\n", source="c.yaml", fmt="yaml")
+    assert yaml_doc.sections["s"].entries["a"].value == "1e400"
