@@ -7,7 +7,6 @@ import os
 
 import pytest
 
-from simple_ntpd.daemon import privileges
 from simple_ntpd.daemon.privileges import CAP_SYS_TIME, PrivilegeError, drop_privileges
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
@@ -48,8 +47,8 @@ def _in_child(user: str, group: str | None, keep: bool) -> dict[str, object]:
     os.close(wfd)
     with os.fdopen(rfd, "rb") as f:
         data = f.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    _, wait_status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(wait_status) == 0
     result: dict[str, object] = json.loads(data)
     return result
 
@@ -87,10 +86,10 @@ def test_unknown_user_and_group_raise() -> None:
 def test_not_root_is_a_noop(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(privileges.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     calls: list[str] = []
-    monkeypatch.setattr(privileges.os, "setuid", lambda uid: calls.append("setuid"))
-    monkeypatch.setattr(privileges.os, "setgid", lambda gid: calls.append("setgid"))
+    monkeypatch.setattr(os, "setuid", lambda uid: calls.append("setuid"))
+    monkeypatch.setattr(os, "setgid", lambda gid: calls.append("setgid"))
     with caplog.at_level("INFO", logger="simple_ntpd.daemon.privileges"):
         assert drop_privileges("nobody", "nogroup", True) is False
     assert calls == []
