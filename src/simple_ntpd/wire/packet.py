@@ -84,6 +84,7 @@ __all__ = [
     "Mac",
     "NtpHeader",
     "NtpPacket",
+    "ReadableBuffer",
     "decode_packet",
     "encode_extension_field",
     "encode_header",
@@ -92,6 +93,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+ReadableBuffer = bytes | bytearray | memoryview
+"""What the decoder reads: a datagram as received, or a view into a receive buffer."""
 
 HEADER_STRUCT = struct.Struct("!BBbbII4sQQQQ")
 """The 48-octet header (RFC 5905 section 7.3, Figure 8), network byte order.
@@ -198,14 +202,15 @@ class NtpPacket:
 # -- decoding -----------------------------------------------------------------
 
 
-def decode_packet(data: bytes) -> NtpPacket:
+def decode_packet(data: ReadableBuffer) -> NtpPacket:
     """Decode one NTP datagram.
 
     Any version and mode decode; the trailer after the header follows the
     rule in this module's docstring.
 
     Args:
-        data: the UDP payload.
+        data: the UDP payload (bytes, or a bytearray or memoryview of a
+            receive buffer; decoded values are copied out as bytes).
 
     Returns:
         The decoded packet.
@@ -254,11 +259,11 @@ def decode_packet(data: bytes) -> NtpPacket:
     return NtpPacket(header, extensions, mac)
 
 
-def _is_crypto_nak(data: bytes, pos: int) -> bool:
+def _is_crypto_nak(data: ReadableBuffer, pos: int) -> bool:
     return len(data) - pos == CRYPTO_NAK_LEN and data[pos : pos + 4] == _ZERO_KEY_ID
 
 
-def _decode_legacy_mac(data: bytes, pos: int) -> Mac:
+def _decode_legacy_mac(data: ReadableBuffer, pos: int) -> Mac:
     """The trailer of an NTPv3-or-older packet: only a MAC or a crypto-NAK is possible."""
     if _is_crypto_nak(data, pos):
         return CRYPTO_NAK
@@ -271,7 +276,9 @@ def _decode_legacy_mac(data: bytes, pos: int) -> Mac:
     return Mac(key_id, bytes(data[pos + MAC_KEY_ID_LEN :]))
 
 
-def _decode_v4_trailer(data: bytes) -> tuple[tuple[ExtensionField, ...], Mac | None]:
+def _decode_v4_trailer(
+    data: ReadableBuffer,
+) -> tuple[tuple[ExtensionField, ...], Mac | None]:
     """Extension fields and MAC after an NTPv4 header; see the module docstring."""
     end = len(data)
     pos = HEADER_LEN
@@ -314,7 +321,7 @@ def _decode_v4_trailer(data: bytes) -> tuple[tuple[ExtensionField, ...], Mac | N
 _internal_errors = 0
 
 
-def try_decode_packet(data: bytes) -> NtpPacket | DropReason:
+def try_decode_packet(data: ReadableBuffer) -> NtpPacket | DropReason:
     """Decode one NTP datagram without ever raising.
 
     Returns the packet, or the :class:`DropReason` of the
