@@ -102,6 +102,7 @@ def render_key_reference() -> str:
     for section, model in schema.SECTIONS.items():
         doc = " ".join(inspect.cleandoc(model.__doc__ or "").split())
         doc = doc.split(": ", 1)[1] if doc.startswith("``[") else doc  # the heading says it
+        doc = doc[:1].upper() + doc[1:]
         out += [f"### [{section}]", "", doc, ""]
         out += ["| key | type | default | range | active | meaning |", "|---|---|---|---|---|---|"]
         for key, info in model.model_fields.items():

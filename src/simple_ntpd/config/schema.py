@@ -158,7 +158,7 @@ SyslogFacility = Annotated[
     BeforeValidator(_lower),
 ]  # fmt: skip
 PollExponent = Annotated[int, Field(ge=4, le=17)]
-"""log2 seconds. RFC 5905 §7.3: MINPOLL 4 (16 s) and MAXPOLL 17 (36.4 h)."""
+"""log2 seconds. RFC 5905 §7.2: MINPOLL 4 (16 s) and MAXPOLL 17 (36.4 h)."""
 
 
 def _cross(key: str, message: str) -> PydanticCustomError:
@@ -184,7 +184,7 @@ class NetworkSection(BaseModel):
         description="IPv4 or IPv6 address to serve NTP on. 0.0.0.0 means every IPv4 address.",
     )
     listen_port: Port = Field(
-        123, description="UDP port to serve NTP on (RFC 5905 §7.1: 123). 0 picks a free port."
+        123, description="UDP port to serve NTP on (RFC 5905 §7.2: PORT 123). 0 picks a free port."
     )
     enable_ipv6: bool = Field(
         True,
@@ -519,6 +519,13 @@ class MonitoringSection(BaseModel):
     stats_directory: str = Field(
         "/var/lib/simple-ntpd/stats", min_length=1, description="Where statistics are written."
     )
+    control_socket: str = Field(
+        "/run/simple-ntpd/simple-ntpd.sock",
+        description=(
+            "Unix socket for `simple-ntpd counters|status|sources|tracking` (mode 0660); "
+            '"" disables it.'
+        ),
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -618,6 +625,13 @@ ACTIVE_KEYS: frozenset[str] = frozenset(
         "logging.output",
         "logging.log_file",
         "logging.log_format",
+        "logging.max_file_size",
+        "logging.max_files",
+        "logging.enable_syslog",
+        "logging.syslog_facility",
+        "logging.syslog_tag",
+        "logging.log_include_hostname",
+        "monitoring.control_socket",
     }
 )
 """The ``section.key`` names whose feature works today.
@@ -644,13 +658,13 @@ def describe_error(error: Mapping[str, Any]) -> str:
     if kind in ("tuple_type", "list_type"):
         return f'expected a list such as ["a", "b"], got {got}'
     if kind == "greater_than_equal":
-        return f"{value!r} is out of range: must be >= {ctx.get('ge')}"
+        return f"{_short(value)} is out of range: must be >= {ctx.get('ge')}"
     if kind == "greater_than":
-        return f"{value!r} is out of range: must be > {ctx.get('gt')}"
+        return f"{_short(value)} is out of range: must be > {ctx.get('gt')}"
     if kind == "less_than_equal":
-        return f"{value!r} is out of range: must be <= {ctx.get('le')}"
+        return f"{_short(value)} is out of range: must be <= {ctx.get('le')}"
     if kind == "less_than":
-        return f"{value!r} is out of range: must be < {ctx.get('lt')}"
+        return f"{_short(value)} is out of range: must be < {ctx.get('lt')}"
     if kind == "literal_error":
         return f"{got} is not one of {ctx.get('expected')}"
     if kind == "string_too_short":
@@ -662,7 +676,18 @@ def describe_error(error: Mapping[str, Any]) -> str:
     return str(error.get("msg", "invalid value"))
 
 
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _describe_input(value: object) -> str:
+    text = _describe_full(value)
+    # A 4000-digit number or a pasted paragraph must not drown the message.
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _describe_full(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):

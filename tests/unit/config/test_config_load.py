@@ -449,3 +449,14 @@ def test_loaded_config_is_frozen() -> None:
     assert isinstance(loaded, LoadedConfig)
     with pytest.raises(AttributeError):
         loaded.source = "x"  # type: ignore[misc]
+
+
+def test_huge_values_are_shortened_in_messages() -> None:
+    message = load_error("[network]\nlisten_port = 1" + "0" * 400 + "\n")
+    assert message.startswith("site.conf:2: [network] listen_port: 1000")
+    assert "... is out of range: must be <= 65535" in message
+    assert len(message) < 160
+    message = load_error("[ntp_server]\npanic_threshold = 1e400\n")
+    assert message == (
+        "site.conf:2: [ntp_server] panic_threshold: expected a number, got string '1e400'"
+    )
