@@ -164,15 +164,11 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     try:
         raw = p.read_bytes()
     except FileNotFoundError:
-        raise ConfigFileError(
-            [
-                ConfigProblem(
-                    name,
-                    f"configuration file not found: {name} "
-                    "(use --config PATH, or --default-config for the embedded default)",
-                )
-            ]
-        ) from None
+        message = (
+            f"configuration file not found: {name} "
+            "(use --config PATH, or --default-config for the embedded default)"
+        )
+        raise ConfigFileError([ConfigProblem(name, "file not found")], message) from None
     except IsADirectoryError:
         raise ConfigFileError([ConfigProblem(name, "is a directory, not a file")]) from None
     except OSError as exc:

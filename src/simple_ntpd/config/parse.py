@@ -84,9 +84,14 @@ class ConfigProblem:
 class ConfigFileError(ConfigError):
     """A configuration is invalid; carries every problem found, each located."""
 
-    def __init__(self, problems: tuple[ConfigProblem, ...] | list[ConfigProblem]) -> None:
+    def __init__(
+        self,
+        problems: tuple[ConfigProblem, ...] | list[ConfigProblem],
+        message: str | None = None,
+    ) -> None:
+        """``message`` replaces the text built from the problems (for whole-file errors)."""
         self.problems = tuple(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
+        super().__init__(message or "\n".join(str(p) for p in self.problems))
 
 
 @dataclass(frozen=True, slots=True)

@@ -373,7 +373,7 @@ def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path, env={})
     assert str(info.value) == (
-        f"{path}: configuration file not found: {path} "
+        f"configuration file not found: {path} "
         "(use --config PATH, or --default-config for the embedded default)"
     )
 
