@@ -91,7 +91,7 @@ def ntp64_era(unix_ns: int) -> int:
 def ntp_short_from_seconds(seconds: float) -> int:
     """Return the 32-bit short format (16.16 unsigned) for a duration in seconds.
 
-    Rounds to the nearest 2**-16 s and saturates at 0 and ``0xFFFFFFFF``
+    Rounds to the nearest 2**-16 s (exact ties to even) and saturates at 0 and ``0xFFFFFFFF``
     (65535.99998 s): negative durations become 0, too large ones the maximum.
     NaN becomes the maximum, since the short format carries root delay and
     dispersion, where an unknown error must read as the largest error.

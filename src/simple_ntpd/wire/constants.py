@@ -125,6 +125,8 @@ CRYPTO_NAK_LEN = 4
 # limits the whole NTPv4 MAC to 24 octets so that parsing is deterministic.
 V4_MAC_DIGEST_LENS: frozenset[int] = frozenset({16, 20})
 MAX_V4_MAC_LEN = MAC_KEY_ID_LEN + 20
+# The whole NTPv4 MAC trailer: key id plus digest. (A crypto-NAK is CRYPTO_NAK_LEN.)
+V4_MAC_TRAILER_LENS: frozenset[int] = frozenset(MAC_KEY_ID_LEN + n for n in V4_MAC_DIGEST_LENS)
 # NTPv3 and older carry no extension fields, so any trailer is a MAC; chrony also
 # accepts longer digests there (SHA-256 to SHA-512 keys force version 3). Digests of
 # 16 to 64 octets in whole words.

@@ -419,3 +419,11 @@ def test_encode_extension_field_alone() -> None:
 def test_largest_extension_field_round_trips() -> None:
     p = NtpPacket(HEADER, (ExtensionField(0x7777, bytes(0xFFFC - 4)),))
     assert decode_packet(encode_packet(p)) == p
+
+
+def test_mac_length_constants_agree_with_rfc_7822() -> None:
+    from simple_ntpd.wire import constants as c
+
+    assert sorted(c.V4_MAC_TRAILER_LENS) == [20, 24]
+    assert c.MAX_V4_MAC_LEN == 24
+    assert c.MIN_LAST_EXTENSION_FIELD_LEN == c.MAX_V4_MAC_LEN + 4
