@@ -31,6 +31,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -73,6 +74,7 @@ class Step:
 
     server: str
     rate: int
+    repeat: int
     duration_s: float
     sent: int
     received: int
@@ -82,10 +84,26 @@ class Step:
     loss: float
     latency_us: dict[str, float]
     server_cpu_s: float
+    server_processes: int
     cpu_us_per_response: float | None
     loadgen_cpu_s: float
     udp_rcvbuf_errors: int
     udp_in_errors: int
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """All repeats of one (server, rate): loss over the summed counts, medians for the rest."""
+
+    server: str
+    rate: int
+    repeats: int
+    sent: int
+    received: int
+    kod: int
+    loss: float
+    cpu_us_per_response: float | None
+    latency_us: dict[str, float]
 
 
 @dataclass(slots=True)
@@ -126,8 +144,9 @@ def _proc_table() -> dict[int, tuple[int, int]]:
     return table
 
 
-def tree_cpu_seconds(root_pid: int) -> float:
-    """CPU seconds (user + system) used so far by root_pid and all its descendants."""
+def tree_cpu_seconds(root_pid: int) -> tuple[float, int]:
+    """CPU seconds (user + system) used so far by root_pid and all its descendants, and how
+    many processes the tree has."""
     table = _proc_table()
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in table.items():
@@ -142,7 +161,7 @@ def tree_cpu_seconds(root_pid: int) -> float:
         seen.add(pid)
         total += table[pid][1]
         stack.extend(children.get(pid, []))
-    return total / os.sysconf("SC_CLK_TCK")
+    return total / os.sysconf("SC_CLK_TCK"), len(seen)
 
 
 def udp_counters() -> dict[str, int]:
@@ -314,7 +333,12 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 
 def run_step(
-    server: ServerRun, host: str, rate: int, duration_s: float, args: argparse.Namespace
+    server: ServerRun,
+    host: str,
+    rate: int,
+    duration_s: float,
+    args: argparse.Namespace,
+    repeat: int = 0,
 ) -> Step:
     cmd = [
         *_taskset(args.loadgen_cpus),
@@ -325,12 +349,13 @@ def run_step(
         "-d", str(duration_s),
         "-t", str(args.loadgen_threads),
         "-s", str(args.sockets),
+        "-i", str(args.tick_us),
     ]  # fmt: skip
     udp_before = udp_counters()
     lg_before = children_cpu_seconds()
-    cpu_before = tree_cpu_seconds(server.proc.pid)
+    cpu_before, _ = tree_cpu_seconds(server.proc.pid)
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 30)
-    cpu_after = tree_cpu_seconds(server.proc.pid)
+    cpu_after, nprocs = tree_cpu_seconds(server.proc.pid)
     lg_after = children_cpu_seconds()
     udp_after = udp_counters()
     if result.returncode != 0:
@@ -343,6 +368,7 @@ def run_step(
     return Step(
         server=server.name,
         rate=rate,
+        repeat=repeat,
         duration_s=float(out["duration_s"]),
         sent=int(out["sent"]),
         received=received,
@@ -352,6 +378,7 @@ def run_step(
         loss=float(out["loss"]),
         latency_us={k: float(v) for k, v in out["latency_us"].items()},
         server_cpu_s=round(cpu, 3),
+        server_processes=nprocs,
         cpu_us_per_response=round(cpu * 1e6 / received, 3) if received else None,
         loadgen_cpu_s=round(lg_after - lg_before, 3),
         udp_rcvbuf_errors=udp_after["RcvbufErrors"] - udp_before["RcvbufErrors"],
@@ -360,7 +387,7 @@ def run_step(
 
 
 def bench_server(
-    name: str, tmp: Path, args: argparse.Namespace
+    name: str, tmp: Path, args: argparse.Namespace, repeat: int
 ) -> tuple[list[Step], dict[str, object]]:
     if name == "chronyd":
         host, port = "127.0.0.1", free_udp_port()
@@ -387,7 +414,7 @@ def bench_server(
         if args.warmup > 0:
             run_step(server, host, min(args.rates), args.warmup, args)
         for rate in args.rates:
-            step = run_step(server, host, rate, args.duration, args)
+            step = run_step(server, host, rate, args.duration, args, repeat)
             print(_row(step), flush=True)
             steps.append(step)
     return steps, info
@@ -398,8 +425,9 @@ def bench_server(
 
 
 HEADER = (
-    f"{'server':<12} {'rate/s':>8} {'achieved':>9} {'sent':>9} {'loss %':>8} {'p50 us':>8} "
-    f"{'p99 us':>8} {'p99.9 us':>9} {'max us':>8} {'cpu s':>7} {'us/resp':>8} {'rcvbuf':>7}"
+    f"{'server':<12} {'run':>3} {'rate/s':>8} {'achieved':>9} {'sent':>9} {'loss %':>8} "
+    f"{'p50 us':>8} {'p99 us':>8} {'p99.9 us':>9} {'max us':>8} {'cpu s':>7} {'us/resp':>8} "
+    f"{'rcvbuf':>7}"
 )
 
 
@@ -407,13 +435,48 @@ def _row(s: Step) -> str:
     per = f"{s.cpu_us_per_response:.2f}" if s.cpu_us_per_response is not None else "-"
     lat = s.latency_us
     return (
-        f"{s.server:<12} {s.rate:>8} {s.achieved_rate:>9.0f} {s.sent:>9} {s.loss * 100:>8.3f} "
-        f"{lat['p50']:>8.1f} {lat['p99']:>8.1f} {lat['p99.9']:>9.1f} {lat['max']:>8.1f} "
-        f"{s.server_cpu_s:>7.2f} {per:>8} {s.udp_rcvbuf_errors:>7}"
+        f"{s.server:<12} {s.repeat:>3} {s.rate:>8} {s.achieved_rate:>9.0f} {s.sent:>9} "
+        f"{s.loss * 100:>8.3f} {lat['p50']:>8.1f} {lat['p99']:>8.1f} {lat['p99.9']:>9.1f} "
+        f"{lat['max']:>8.1f} {s.server_cpu_s:>7.2f} {per:>8} {s.udp_rcvbuf_errors:>7}"
     )
 
 
-def ratios(steps: list[Step]) -> list[dict[str, object]]:
+def summarize(steps: list[Step]) -> list[Summary]:
+    groups: dict[tuple[str, int], list[Step]] = {}
+    for s in steps:
+        groups.setdefault((s.server, s.rate), []).append(s)
+    out: list[Summary] = []
+    for (server, rate), group in groups.items():
+        sent = sum(s.sent for s in group)
+        answered = sum(s.received + s.kod for s in group)
+        cpus = [s.cpu_us_per_response for s in group if s.cpu_us_per_response is not None]
+        keys = group[0].latency_us.keys()
+        out.append(
+            Summary(
+                server=server,
+                rate=rate,
+                repeats=len(group),
+                sent=sent,
+                received=sum(s.received for s in group),
+                kod=sum(s.kod for s in group),
+                loss=(sent - min(answered, sent)) / sent if sent else 0.0,
+                cpu_us_per_response=round(statistics.median(cpus), 3) if cpus else None,
+                latency_us={k: statistics.median(s.latency_us[k] for s in group) for k in keys},
+            )
+        )
+    return out
+
+
+def _summary_row(s: Summary) -> str:
+    per = f"{s.cpu_us_per_response:.2f}" if s.cpu_us_per_response is not None else "-"
+    lat = s.latency_us
+    return (
+        f"{s.server:<12} {s.repeats:>3} {s.rate:>8} {s.sent:>9} {s.loss * 100:>8.3f} "
+        f"{lat['p50']:>8.1f} {lat['p99']:>8.1f} {lat['p99.9']:>9.1f} {per:>8}"
+    )
+
+
+def ratios(steps: list[Summary]) -> list[dict[str, object]]:
     """simple-ntpd / chronyd per common rate: CPU per response, p99.9, loss."""
     by = {(s.server, s.rate): s for s in steps}
     out: list[dict[str, object]] = []
@@ -440,7 +503,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3)
 
 
-def targets(steps: list[Step], server: str) -> list[dict[str, object]]:
+def targets(steps: list[Summary], server: str) -> list[dict[str, object]]:
     by = {(s.server, s.rate): s for s in steps}
     results: list[dict[str, object]] = []
 
@@ -508,6 +571,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(its [network] listen_address/listen_port are used; keep it on loopback)",
     )
     p.add_argument("--warmup", type=float, default=1.0, help="unrecorded seconds before steps")
+    p.add_argument("--repeat", type=int, default=1, help="runs per server, taking turns")
+    p.add_argument("--tick-us", type=int, default=200, help="load generator pacing tick (us)")
     p.add_argument("--loadgen-threads", type=int, default=1, help="load generator threads")
     p.add_argument("--sockets", type=int, default=8, help="source ports per loadgen thread")
     p.add_argument(
@@ -524,6 +589,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--duration: more than 0 and at most 120 seconds")
     if not 0 <= args.warmup <= 30:
         p.error("--warmup: 0 to 30 seconds")
+    if not 1 <= args.repeat <= 10:
+        p.error("--repeat: 1 to 10")
+    if not 10 <= args.tick_us <= 100_000:
+        p.error("--tick-us: 10 to 100000")
+    if not 1 <= args.loadgen_threads <= 16 or not 1 <= args.sockets <= 64:
+        p.error("--loadgen-threads: 1 to 16, --sockets: 1 to 64")
     servers = ["chronyd", "simple-ntpd"] if args.servers == "both" else args.servers.split(",")
     for s in servers:
         if s not in SERVERS:
@@ -549,19 +620,33 @@ def main(argv: list[str] | None = None) -> int:
     errors: dict[str, str] = {}
     print(HEADER, flush=True)
     with tempfile.TemporaryDirectory(prefix="simple-ntpd-bench-") as tmpdir:
-        for name in args.servers:
-            tmp = Path(tmpdir) / name
-            tmp.mkdir()
-            try:
-                server_steps, info = bench_server(name, tmp, args)
-            except BenchError as exc:
-                errors[name] = str(exc)
-                print(f"{name}: ERROR: {exc}", file=sys.stderr)
-                continue
-            steps += server_steps
-            servers_info[name] = info
+        # Servers take turns within each repeat, so a slow spell of a shared machine does not
+        # land on one server only.
+        for repeat in range(args.repeat):
+            for name in args.servers:
+                if name in errors:
+                    continue
+                tmp = Path(tmpdir) / f"{name}-{repeat}"
+                tmp.mkdir()
+                try:
+                    server_steps, info = bench_server(name, tmp, args, repeat)
+                except BenchError as exc:
+                    errors[name] = str(exc)
+                    print(f"{name}: ERROR: {exc}", file=sys.stderr)
+                    continue
+                steps += server_steps
+                servers_info[name] = info
 
-    rs = ratios(steps)
+    summaries = summarize(steps)
+    if args.repeat > 1:
+        print(f"\nsummary: loss over all {args.repeat} runs, medians for the rest")
+        print(
+            f"{'server':<12} {'n':>3} {'rate/s':>8} {'sent':>9} {'loss %':>8} {'p50 us':>8} "
+            f"{'p99 us':>8} {'p99.9 us':>9} {'us/resp':>8}"
+        )
+        for sm in summaries:
+            print(_summary_row(sm))
+    rs = ratios(summaries)
     if rs:
         print("\nratios simple-ntpd / chronyd")
         for r in rs:
@@ -572,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
     verdicts: list[dict[str, object]] = []
     for name in args.servers:
         if any(s.server == name for s in steps):
-            verdicts += targets(steps, name)
+            verdicts += targets(summaries, name)
     if verdicts:
         print("\ntargets")
         for v in verdicts:
@@ -584,6 +669,7 @@ def main(argv: list[str] | None = None) -> int:
         "options": {k: v for k, v in vars(args).items() if k not in ("out",)},
         "servers": servers_info,
         "steps": [asdict(s) for s in steps],
+        "summary": [asdict(s) for s in summaries],
         "ratios": rs,
         "targets": verdicts,
         "errors": errors,
