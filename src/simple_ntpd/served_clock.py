@@ -133,7 +133,7 @@ class SeqlockWriter:
         if len(buf) < STATE_BUFFER_SIZE:
             raise ValueError("buffer too small for the served clock state")
         self._buf = buf
-        self._seq = _SEQ.unpack_from(buf, 0)[0] & ~1
+        self._seq: int = int(_SEQ.unpack_from(buf, 0)[0]) & ~1
 
     def publish(self, state: ServedClockState) -> int:
         """Write ``state``; returns the new (even) sequence number."""
@@ -157,8 +157,7 @@ class SeqlockReader:
         self._buf = buf
 
     def sequence(self) -> int:
-        seq: int = _SEQ.unpack_from(self._buf, 0)[0]
-        return seq
+        return int(_SEQ.unpack_from(self._buf, 0)[0])
 
     def read(self, max_tries: int = 1000) -> tuple[int, ServedClockState] | None:
         """A consistent (sequence, state), or None if the writer kept tearing it."""

@@ -53,3 +53,11 @@ def sum_slots(values: list[list[int]]) -> list[int]:
         for i, v in enumerate(slot):
             total[i] += v
     return total
+
+
+def named_counters(totals: list[int]) -> dict[str, object]:
+    """Totals as a JSON-friendly mapping: counters by name, drops by reason."""
+    return {
+        "counters": {c.name.lower(): totals[c] for c in Counter},
+        "drops": {r.name.lower(): totals[drop_index(r)] for r in DropReason},
+    }

@@ -1,0 +1,1 @@
+"""Process lifecycle: command line, startup order, signals, logging, systemd."""

@@ -1,0 +1,383 @@
+"""The main process: owns sockets, workers, the served clock and signals.
+
+It creates the shared region and the sockets, forks the data-plane workers,
+publishes the served-clock state, and reacts to signals: SIGTERM/SIGINT stop,
+SIGHUP reloads the configuration, SIGUSR1 reopens log files. A reload forks a
+new generation of workers on the same sockets before stopping the old one,
+so the port never stops answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from simple_ntpd.config.load import LoadedConfig
+from simple_ntpd.config.schema import Config
+from simple_ntpd.control import Handler
+from simple_ntpd.runtime.control_socket import ControlServer
+from simple_ntpd.runtime.precision import measure_precision
+from simple_ntpd.runtime.shm import SharedRegion
+from simple_ntpd.runtime.sockets import ListenSpec, listen_addresses, make_udp_socket
+from simple_ntpd.runtime.worker import WorkerSpec, run_worker
+from simple_ntpd.served_clock import (
+    LEAP_NONE,
+    LEAP_UNSYNCHRONIZED,
+    STRATUM_UNSPECIFIED,
+    ServedClockState,
+)
+from simple_ntpd.server.pipeline import RequestPipeline
+from simple_ntpd.stats import COUNTERS_PER_SLOT, named_counters
+
+log = logging.getLogger(__name__)
+
+# How often the LOCAL reference refreshes its reference time (chrony's local
+# reference does the same, so clients see a live reference).
+LOCAL_REFRESH_S = 16.0
+WORKER_CHECK_S = 1.0
+STOP_GRACE_S = 2.0
+
+
+def listen_spec(cfg: Config) -> ListenSpec:
+    net = cfg.network
+    return ListenSpec(
+        addresses=listen_addresses(net.listen_address, net.enable_ipv6),
+        port=net.listen_port,
+        interface=net.bind_interface,
+        receive_buffer_size=net.receive_buffer_size,
+        send_buffer_size=net.send_buffer_size,
+    )
+
+
+def worker_count(cfg: Config) -> int:
+    n = cfg.performance.worker_threads
+    return n if n > 0 else (os.cpu_count() or 1)
+
+
+def worker_cpus(cfg: Config, index: int) -> frozenset[int] | None:
+    perf = cfg.performance
+    if not perf.enable_thread_affinity:
+        return None
+    cpus = list(perf.cpu_affinity) or sorted(os.sched_getaffinity(0))
+    return frozenset({cpus[index % len(cpus)]})
+
+
+def reference_id_bytes(text: str) -> bytes:
+    return text.encode("ascii")[:4].ljust(4, b"\0")
+
+
+def local_reference_state(cfg: Config, precision: int, now_ns: int) -> ServedClockState:
+    """The state served when no upstream is configured or usable."""
+    srv = cfg.ntp_server
+    if srv.reference_clock.upper() != "LOCAL":
+        return ServedClockState(
+            leap=LEAP_UNSYNCHRONIZED,
+            stratum=STRATUM_UNSPECIFIED,
+            precision=precision,
+            update_ns=now_ns,
+        )
+    return ServedClockState(
+        leap=LEAP_NONE,
+        stratum=srv.stratum,
+        reference_id=reference_id_bytes(srv.reference_id),
+        reference_time_ns=now_ns,
+        root_delay=0.0,
+        root_dispersion=2.0**precision,
+        precision=precision,
+        update_ns=now_ns,
+    )
+
+
+@dataclass
+class Worker:
+    pid: int
+    index: int
+    slot: int
+    generation: int
+
+
+@dataclass
+class Supervisor:
+    """Runs the daemon until stopped. ``reload_config`` is called on SIGHUP."""
+
+    loaded: LoadedConfig
+    reload_config: Callable[[], LoadedConfig] | None = None
+    on_reload_logging: Callable[[LoadedConfig], None] | None = None
+    on_reopen_logs: Callable[[], None] | None = None
+    sockets: list[socket.socket] = field(default_factory=list)
+    workers: dict[int, Worker] = field(default_factory=dict)
+    precision: int = -20
+
+    def __post_init__(self) -> None:
+        self.region = SharedRegion()
+        self.writer = self.region.writer()
+        self._free_slots = list(range(self.region.slots - 1, -1, -1))
+        self._retired = [0] * COUNTERS_PER_SLOT
+        self._generation = 0
+        self._stopping = False
+        self._stop_event: asyncio.Event | None = None
+        self._state = ServedClockState()
+        self.ready_callbacks: list[Callable[[], None]] = []
+        self._started = time.monotonic()
+        self.control: ControlServer | None = None
+
+    # -- served clock ----------------------------------------------------
+
+    @property
+    def state(self) -> ServedClockState:
+        return self._state
+
+    def publish(self, state: ServedClockState) -> None:
+        self._state = state
+        self.writer.publish(state)
+
+    def publish_local(self) -> None:
+        self.publish(local_reference_state(self.loaded.config, self.precision, time.time_ns()))
+
+    # -- counters ---------------------------------------------------------
+
+    def totals(self) -> list[int]:
+        """Counters summed over live workers and the ones that have exited."""
+        total = list(self._retired)
+        for w in self.workers.values():
+            for i, v in enumerate(self.region.read_slot(w.slot)):
+                total[i] += v
+        return total
+
+    # -- control -------------------------------------------------------------
+
+    def control_handlers(self) -> dict[str, Handler]:
+        return {
+            "counters": lambda _args: named_counters(self.totals()),
+            "status": lambda _args: self.status(),
+        }
+
+    def status(self) -> dict[str, object]:
+        st = self._state
+        now = time.time_ns()
+        return {
+            "synchronized": st.synchronized,
+            "leap": st.leap,
+            "stratum": st.stratum,
+            "reference_id": st.reference_id.hex(),
+            "reference_time_ns": st.reference_time_ns,
+            "root_delay": st.root_delay,
+            "root_dispersion": st.root_dispersion_at(now),
+            "precision": st.precision,
+            "offset_ns": st.offset_ns,
+            "frequency_ppm": st.freq * 1e6,
+            "workers": sorted(w.pid for w in self.workers.values()),
+            "generation": self._generation,
+            "configuration": self.loaded.source,
+            "uptime_s": time.monotonic() - self._started,
+        }
+
+    # -- sockets and workers ---------------------------------------------
+
+    def bind(self) -> None:
+        cfg = self.loaded.config
+        spec = listen_spec(cfg)
+        if not spec.addresses:
+            raise OSError("no address to listen on (IPv6 address with enable_ipv6 = false?)")
+        for _ in range(worker_count(cfg)):
+            for address in spec.addresses:
+                self.sockets.append(make_udp_socket(address, spec))
+        log.info(
+            "listening on %s port %d (%d workers)",
+            ", ".join(spec.addresses),
+            spec.port,
+            worker_count(cfg),
+        )
+
+    def adopt_sockets(self, sockets: list[socket.socket]) -> None:
+        """Use sockets passed in by systemd socket activation (shared by all workers)."""
+        self.sockets = sockets
+        self._activated = True
+
+    def _sockets_for(self, index: int, count: int) -> list[socket.socket]:
+        if getattr(self, "_activated", False):
+            return list(self.sockets)
+        per = len(self.sockets) // count
+        return self.sockets[index * per : (index + 1) * per]
+
+    def spawn_generation(self) -> None:
+        cfg = self.loaded.config
+        self._generation += 1
+        count = worker_count(cfg)
+        if not getattr(self, "_activated", False):
+            count = min(count, self._bound_workers())
+        for index in range(count):
+            self._spawn(index, count)
+
+    def _bound_workers(self) -> int:
+        spec = listen_spec(self.loaded.config)
+        return max(1, len(self.sockets) // max(1, len(spec.addresses)))
+
+    def _spawn(self, index: int, count: int, slot: int | None = None) -> None:
+        cfg = self.loaded.config
+        if slot is None:
+            slot = self._free_slots.pop()
+            self.region.clear_slot(slot)
+        spec = WorkerSpec(
+            index=index,
+            slot=slot,
+            sockets=self._sockets_for(index, count),
+            max_packet_size=cfg.performance.max_packet_size,
+            cpus=worker_cpus(cfg, index),
+            parent_pid=os.getpid(),
+        )
+        pid = os.fork()
+        if pid == 0:  # child
+            status = 1
+            try:
+                signal.set_wakeup_fd(-1)
+                status = run_worker(spec, self.region, RequestPipeline)
+            except BaseException:
+                log.exception("worker %d crashed", index)
+            finally:
+                os._exit(status)
+        self.workers[pid] = Worker(pid=pid, index=index, slot=slot, generation=self._generation)
+        log.debug("worker %d started (pid %d, slot %d)", index, pid, slot)
+
+    def reap(self) -> None:
+        """Collect exited workers; restart those that died unasked."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            w = self.workers.pop(pid, None)
+            if w is None:
+                continue
+            if self._stopping or w.generation != self._generation:
+                self._retire(w.slot)
+                continue
+            log.error(
+                "worker %d (pid %d) exited unexpectedly (status %d); restarting",
+                w.index,
+                pid,
+                status,
+            )
+            # Keep its slot: the new worker continues its counts.
+            count = worker_count(self.loaded.config)
+            self._generation_restart(w, count)
+
+    def _generation_restart(self, w: Worker, count: int) -> None:
+        self._spawn(w.index, max(count, w.index + 1), slot=w.slot)
+
+    def _retire(self, slot: int) -> None:
+        for i, v in enumerate(self.region.read_slot(slot)):
+            self._retired[i] += v
+        self.region.clear_slot(slot)
+        self._free_slots.append(slot)
+
+    def _signal_generation(self, generation: int | None, sig: int) -> None:
+        for w in list(self.workers.values()):
+            if generation is None or w.generation == generation:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(w.pid, sig)
+
+    # -- lifecycle --------------------------------------------------------
+
+    def request_stop(self) -> None:
+        if self._stop_event is not None:
+            self._stop_event.set()
+
+    def reload(self) -> None:
+        if self.reload_config is None:
+            return
+        try:
+            new = self.reload_config()
+        except Exception as exc:
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            return
+        old_cfg = self.loaded.config
+        changed = [
+            key
+            for key, before, after in (
+                ("network", listen_spec(old_cfg), listen_spec(new.config)),
+                ("performance.worker_threads", worker_count(old_cfg), worker_count(new.config)),
+            )
+            if before != after
+        ]
+        if changed and not getattr(self, "_activated", False):
+            log.warning("reload: %s changed; takes effect at restart", ", ".join(changed))
+        self.loaded = new
+        if self.on_reload_logging is not None:
+            self.on_reload_logging(new)
+        self.publish_local()
+        old_generation = self._generation
+        self.spawn_generation()
+        self._signal_generation(old_generation, signal.SIGTERM)
+        log.info("configuration reloaded from %s", new.source)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.add_signal_handler(signal.SIGCHLD, self.reap)
+        if self.on_reopen_logs is not None:
+            loop.add_signal_handler(signal.SIGUSR1, self.on_reopen_logs)
+        self.precision = measure_precision()
+        self.publish_local()
+        if not self.sockets:
+            self.bind()
+        self.spawn_generation()
+        control_path = self.loaded.config.monitoring.control_socket
+        if control_path:
+            self.control = ControlServer(control_path, self.control_handlers())
+            await self.control.start()
+        for cb in self.ready_callbacks:
+            cb()
+        log.info(
+            "serving %s at stratum %d (precision 2^%d)",
+            "unsynchronized time"
+            if self._state.leap == LEAP_UNSYNCHRONIZED
+            else f"the local clock as {self.loaded.config.ntp_server.reference_id!r}",
+            self._state.stratum,
+            self.precision,
+        )
+        tick = loop.create_task(self._ticker())
+        try:
+            await self._stop_event.wait()
+        finally:
+            tick.cancel()
+            self._stopping = True
+            if self.control is not None:
+                await self.control.close()
+            await self._stop_workers()
+            for s in self.sockets:
+                s.close()
+            log.info("stopped")
+
+    async def _ticker(self) -> None:
+        last_local = time.monotonic()
+        while True:
+            await asyncio.sleep(WORKER_CHECK_S)
+            self.reap()
+            if time.monotonic() - last_local >= LOCAL_REFRESH_S:
+                last_local = time.monotonic()
+                self.publish_local()
+
+    async def _stop_workers(self) -> None:
+        self._signal_generation(None, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while self.workers and time.monotonic() < deadline:
+            self.reap()
+            await asyncio.sleep(0.02)
+        if self.workers:
+            self._signal_generation(None, signal.SIGKILL)
+            while self.workers and time.monotonic() < deadline + 1.0:
+                self.reap()
+                await asyncio.sleep(0.02)

@@ -1,0 +1,149 @@
+"""A data-plane worker process: receive, answer, send, count. Nothing else.
+
+The loop is a plain epoll loop, not asyncio: per datagram it does one
+``recvmsg`` (with the kernel receive timestamp), one call into the pure
+:class:`~simple_ntpd.server.pipeline.RequestPipeline`, and one ``sendto``.
+Sockets are drained in bounded batches; counters are copied to shared memory
+after each batch, so what the main process reports is exact once the
+sockets are idle and at most one batch behind under load.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import socket
+import struct
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from simple_ntpd.reasons import DropReason
+from simple_ntpd.runtime.shm import SharedRegion
+from simple_ntpd.runtime.sockets import IP_PKTINFO, SO_TIMESTAMPNS, socket_is_wildcard
+from simple_ntpd.server.pipeline import RequestPipeline
+from simple_ntpd.stats import DROP_BASE, Counter
+
+log = logging.getLogger(__name__)
+
+IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
+_TIMESPEC = struct.Struct("@qq")
+_ANC_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) + socket.CMSG_SPACE(20)
+_BATCH = 256
+_POLL_TIMEOUT = 0.5
+_SEND_FAILED = DROP_BASE + DropReason.SEND_FAILED
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    index: int
+    slot: int
+    sockets: Sequence[socket.socket]
+    max_packet_size: int
+    cpus: frozenset[int] | None
+    parent_pid: int
+
+
+class _Stop:
+    requested = False
+
+
+def _request_stop(_signum: int, _frame: object) -> None:
+    _Stop.requested = True
+
+
+def run_worker(spec: WorkerSpec, region: SharedRegion, make_pipeline: type[RequestPipeline]) -> int:
+    """Serve until SIGTERM or the parent disappears. Returns an exit status."""
+    signal.signal(signal.SIGTERM, _request_stop)
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_IGN)
+    if spec.cpus:
+        try:
+            os.sched_setaffinity(0, spec.cpus)
+        except OSError as exc:
+            log.warning("worker %d: cannot set CPU affinity %s: %s", spec.index, spec.cpus, exc)
+
+    pipeline = make_pipeline(region.reader(), time.time_ns, max_request_len=spec.max_packet_size)
+    counts = pipeline.counts
+    slot = region.slot_writer(spec.slot)
+    # A restarted worker continues the counts its slot already holds.
+    counts[:] = region.read_slot(spec.slot)
+
+    ep = select.epoll()
+    by_fd: dict[int, tuple[socket.socket, bool]] = {}
+    for sock in spec.sockets:
+        sock.setblocking(False)
+        ep.register(sock.fileno(), select.EPOLLIN)
+        by_fd[sock.fileno()] = (sock, socket_is_wildcard(sock))
+
+    handle = pipeline.handle
+    time_ns = time.time_ns
+    unpack_ts = _TIMESPEC.unpack
+    ts_level, ts_type = socket.SOL_SOCKET, SO_TIMESTAMPNS
+    bufsize = spec.max_packet_size + 1  # one more byte to see over-long datagrams
+    try:
+        while not _Stop.requested:
+            try:
+                events = ep.poll(_POLL_TIMEOUT)
+            except InterruptedError:
+                continue
+            if not events:
+                if os.getppid() != spec.parent_pid:
+                    log.warning("worker %d: main process gone, exiting", spec.index)
+                    break
+                continue
+            for fd, _ev in events:
+                sock, wildcard = by_fd[fd]
+                recvmsg = sock.recvmsg
+                for _ in range(_BATCH):
+                    try:
+                        data, anc, _flags, addr = recvmsg(bufsize, _ANC_SPACE)
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError as exc:
+                        # ICMP errors queued on the socket (ECONNREFUSED etc.).
+                        log.debug("worker %d: recvmsg: %s", spec.index, exc)
+                        continue
+                    rx_ns = 0
+                    pktinfo = None
+                    for level, ctype, cdata in anc:
+                        if level == ts_level and ctype == ts_type:
+                            sec, nsec = unpack_ts(cdata[:16])
+                            rx_ns = sec * 1_000_000_000 + nsec
+                        elif wildcard:
+                            pktinfo = (level, ctype, cdata)
+                    if not rx_ns:
+                        rx_ns = time_ns()
+                    out = handle(data, rx_ns, addr[1])
+                    if isinstance(out, DropReason):
+                        continue
+                    try:
+                        if pktinfo is None:
+                            sock.sendto(out, addr)
+                        else:
+                            sock.sendmsg([out], [_reply_pktinfo(pktinfo)], 0, addr)
+                    except OSError as exc:
+                        counts[Counter.RESPONDED] -= 1
+                        counts[Counter.SENT_BYTES] -= len(out)
+                        counts[_SEND_FAILED] += 1
+                        log.debug("worker %d: send to %s: %s", spec.index, addr, exc)
+            slot.flush(counts)
+    finally:
+        slot.flush(counts)
+        ep.close()
+    return 0
+
+
+def _reply_pktinfo(pktinfo: tuple[int, int, bytes]) -> tuple[int, int, bytes]:
+    """The ancillary data that makes a reply leave from the request's destination."""
+    level, ctype, cdata = pktinfo
+    if level == socket.IPPROTO_IP and ctype == IP_PKTINFO:
+        # struct in_pktinfo { int ifindex; in_addr spec_dst; in_addr addr; }:
+        # send from addr (the request's destination), let routing pick the interface.
+        return (level, ctype, b"\0\0\0\0" + cdata[8:12] + b"\0\0\0\0")
+    if level == socket.IPPROTO_IPV6 and ctype == IPV6_PKTINFO:
+        # struct in6_pktinfo { in6_addr addr; int ifindex; }: echo as received.
+        return (level, ctype, cdata[:20])
+    return pktinfo

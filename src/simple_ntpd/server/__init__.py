@@ -1,0 +1,1 @@
+"""The server side: the pure per-request pipeline and its policies."""
