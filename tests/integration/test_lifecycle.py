@@ -177,3 +177,43 @@ def test_test_config_lists_inactive_keys(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert "configuration OK" in r.stdout
     assert "monitoring.enable_snmp" in r.stdout and "not yet active" in r.stdout
+
+
+def test_cpu_affinity_is_applied_to_workers(tmp_path: Path) -> None:
+    port = free_udp_port()
+    cpus = sorted(os.sched_getaffinity(0))
+    extra = f"enable_thread_affinity = true\ncpu_affinity = [{cpus[-1]}]\n"
+    cfg = basic_config(port).replace("worker_threads = 2\n", "worker_threads = 2\n" + extra)
+    with running_daemon(tmp_path, cfg, port) as d:
+        workers = child_pids(d.proc.pid)
+        assert len(workers) == 2
+        for pid in workers:
+            assert os.sched_getaffinity(pid) == {cpus[-1]}
+        # the main process is not pinned
+        assert os.sched_getaffinity(d.proc.pid) == set(cpus)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="SO_BINDTODEVICE needs root (CI runs as root)")
+def test_bind_interface_and_buffer_sizes(tmp_path: Path) -> None:
+    port = free_udp_port()
+    cfg = basic_config(port).replace(
+        "enable_ipv6 = true\n",
+        'enable_ipv6 = true\nbind_interface = "lo"\n'
+        "receive_buffer_size = 4194304\nsend_buffer_size = 1048576\n",
+    )
+    with running_daemon(tmp_path, cfg, port) as d:
+        assert sntp_query("127.0.0.1", port) is not None
+        assert sntp_query("::1", port) is not None
+        assert "less than the" not in d.log()  # buffers got their configured size
+    bad = basic_config(port).replace(
+        "enable_ipv6 = true\n", 'enable_ipv6 = true\nbind_interface = "nosuchif0"\n'
+    )
+    r = subprocess.run(
+        [EXE, "--config", str(write_config(tmp_path, bad)), "--foreground"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert r.returncode != 0
+    assert "cannot serve" in r.stderr + r.stdout

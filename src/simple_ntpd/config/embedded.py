@@ -34,5 +34,7 @@ output = "console"
 log_format = "text"
 
 [monitoring]
-enable_metrics = false       # the metrics listener is not part of the default run
+# The control socket lives beside the checkout, so `make run` needs no privileges:
+# `simple-ntpd status --socket .cache/run/simple-ntpd.sock`.
+control_socket = ".cache/run/simple-ntpd.sock"
 """

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from simple_ntpd import __version__
 from simple_ntpd.config.load import LoadedConfig, load_config, load_default_config
+from simple_ntpd.config.parse import Value, format_value
 from simple_ntpd.daemon.logging_setup import reopen_logs, setup_logging, shutdown_logging
 from simple_ntpd.errors import ConfigError, SimpleNtpdError
 
@@ -65,8 +65,16 @@ def dump_config(loaded: LoadedConfig) -> str:
     for section, values in loaded.config.model_dump(mode="json").items():
         out.append(f"\n[{section}]")
         for key, value in values.items():
-            out.append(f"{key} = {json.dumps(value)}")
+            out.append(f"{key} = {format_value(_as_value(value))}")
     return "\n".join(out) + "\n"
+
+
+def _as_value(obj: object) -> Value:
+    if isinstance(obj, bool | int | float | str):
+        return obj
+    if isinstance(obj, list | tuple):
+        return [_as_value(v) for v in obj]
+    return "" if obj is None else str(obj)
 
 
 def run(args: argparse.Namespace, *, default_config_path: str) -> int:
