@@ -197,7 +197,39 @@ class ReopeningFileHandler(_Reopenable, logging.handlers.WatchedFileHandler):
 
 
 class SizeRotatingFileHandler(_Reopenable, logging.handlers.RotatingFileHandler):
-    """Rotation by size, done by the daemon itself (``max_file_size``/``max_files``)."""
+    """Rotation by size, done by the daemon itself (``max_file_size``/``max_files``).
+
+    Only the process that created the handler rotates. Forked data-plane workers
+    inherit it; if each rotated on its own they would rename the file under one
+    another. In a worker the handler instead follows the file like
+    WatchedFileHandler: when the main process has rotated it, the worker
+    reopens the new file on its next line.
+    """
+
+    def __init__(self, filename: str, *, maxBytes: int, backupCount: int, encoding: str) -> None:
+        super().__init__(filename, maxBytes=maxBytes, backupCount=backupCount, encoding=encoding)
+        self._owner_pid = os.getpid()
+
+    def shouldRollover(self, record: logging.LogRecord) -> bool:
+        if os.getpid() == self._owner_pid:
+            return bool(super().shouldRollover(record))
+        self._follow()
+        return False
+
+    def _follow(self) -> None:
+        stream = self.stream
+        try:
+            on_disk = os.stat(self.baseFilename)
+        except FileNotFoundError:
+            on_disk = None
+        if stream is not None:
+            opened = os.fstat(stream.fileno())
+            if on_disk is not None and (on_disk.st_dev, on_disk.st_ino) == (
+                opened.st_dev,
+                opened.st_ino,
+            ):
+                return
+        self.reopen()
 
 
 class _State:

@@ -306,3 +306,36 @@ def test_syslog_started_later_still_receives(tmp_path: Path) -> None:
         sock.settimeout(2.0)
         _log().error("late")
         assert sock.recv(4096).rstrip(b"\x00").decode().endswith("ERROR simple_ntpd.runtime: late")
+
+
+def test_forked_worker_follows_rotation_instead_of_rotating(tmp_path: Path) -> None:
+    path = tmp_path / "ntpd.log"
+    setup_logging("INFO", "file", str(path), "text", max_file_size=300, max_files=3)
+    _log().info("main before fork")
+    read_end, write_end = os.pipe()
+    go_read, go_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            os.close(write_end)
+            os.read(read_end, 1)  # wait until the parent has rotated
+            for i in range(10):  # far past max_file_size: a rotating child would rotate
+                _log().info("worker line %d %s", i, "w" * 40)
+            code = 0
+        finally:
+            os.write(go_write, b"x")
+            os._exit(code)
+    os.close(read_end)
+    for i in range(5):
+        _log().info("main line %d %s", i, "m" * 60)  # rotates in the parent
+    assert path.with_name("ntpd.log.1").exists()
+    os.write(write_end, b"x")
+    os.read(go_read, 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    live = path.read_text()
+    # every worker line went to the current live file, and the worker did not rotate
+    assert live.count("worker line") == 10
+    rotated = [p.read_text() for p in tmp_path.glob("ntpd.log.*")]
+    assert all("worker line" not in text for text in rotated)
