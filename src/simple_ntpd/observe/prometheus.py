@@ -14,6 +14,7 @@ Rendering to the exposition format and process metrics belong to the shell
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import logging
 import math
@@ -223,6 +224,45 @@ _SOURCE_GAUGES = (
     ("ntp_source_reachability", "reach"),
     ("ntp_source_stratum", "stratum"),
 )
+
+
+REQUEST_DURATION_BOUNDS: tuple[float, ...] = (
+    10e-6,
+    25e-6,
+    50e-6,
+    100e-6,
+    250e-6,
+    500e-6,
+    1e-3,
+    2.5e-3,
+    5e-3,
+    10e-3,
+)
+"""Suggested upper bounds (seconds) of ``ntp_request_duration_seconds`` buckets:
+tens of microseconds is where a healthy server answers, milliseconds is trouble."""
+
+REQUEST_DURATION_BOUNDS_NS: tuple[int, ...] = tuple(round(b * 1e9) for b in REQUEST_DURATION_BOUNDS)
+
+
+def duration_bucket(duration_ns: int, bounds_ns: Sequence[int] = REQUEST_DURATION_BOUNDS_NS) -> int:
+    """Index of the bucket a duration falls in, ``len(bounds_ns)`` for +Inf.
+
+    For a data-plane worker that keeps one plain counter per bucket (plus one for
+    the sum in nanoseconds) in its shared-memory slot; bisect keeps it O(log n).
+    """
+    return bisect.bisect_left(bounds_ns, duration_ns)
+
+
+def latency_from_bucket_counts(
+    bucket_counts: Sequence[int],
+    sum_ns: int,
+    bounds: Sequence[float] = REQUEST_DURATION_BOUNDS,
+) -> LatencyHistogram:
+    """Per-bucket counts (one per bound plus +Inf, not cumulative) and the sum in
+    nanoseconds, summed over workers, as the collector's ``latency_histogram`` wants."""
+    if len(bucket_counts) != len(bounds) + 1:
+        raise ValueError(f"{len(bucket_counts)} bucket counts for {len(bounds)} bounds (+Inf)")
+    return list(bounds), list(itertools.accumulate(bucket_counts)), sum_ns * 1e-9
 
 
 def reference_id_text(state: ServedClockState) -> str:

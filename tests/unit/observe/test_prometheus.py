@@ -16,9 +16,12 @@ from prometheus_client.registry import CollectorRegistry
 
 from simple_ntpd.observe.prometheus import (
     METRICS,
+    REQUEST_DURATION_BOUNDS,
     NtpCollector,
+    duration_bucket,
     emitted_metric_names,
     histogram_buckets,
+    latency_from_bucket_counts,
     reference_id_text,
 )
 from simple_ntpd.reasons import DropReason
@@ -253,3 +256,26 @@ def test_docs_list_every_metric() -> None:
         if not n.endswith(("_bucket", "_sum", "_count")) and n != "ntp_"
     }
     assert not unknown, f"docs/observability.md names metrics that do not exist: {unknown}"
+
+
+def test_duration_buckets_feed_the_histogram() -> None:
+    per_bucket = [0] * (len(REQUEST_DURATION_BOUNDS) + 1)
+    durations_ns = [5_000, 10_000, 10_001, 99_999, 1_000_000, 50_000_000]
+    for d in durations_ns:
+        per_bucket[duration_bucket(d)] += 1
+    assert per_bucket[0] == 2  # 5 us and exactly 10 us (le is inclusive)
+    assert per_bucket[1] == 1
+    assert per_bucket[-1] == 1  # 50 ms: +Inf
+    collector = NtpCollector(
+        counters=counters,
+        served_state=lambda: SYNCED,
+        latency_histogram=lambda: latency_from_bucket_counts(per_bucket, sum(durations_ns)),
+    )
+    s = scrape(collector)
+    assert s[("ntp_request_duration_seconds_bucket", (("le", "1e-05"),))] == 2
+    assert s[("ntp_request_duration_seconds_bucket", (("le", "0.0001"),))] == 4
+    assert s[("ntp_request_duration_seconds_bucket", (("le", "0.001"),))] == 5
+    assert s[("ntp_request_duration_seconds_count", ())] == 6
+    assert s[("ntp_request_duration_seconds_sum", ())] == pytest.approx(0.051125)
+    with pytest.raises(ValueError):
+        latency_from_bucket_counts([1, 2], 0)
