@@ -85,6 +85,7 @@ class Step:
     latency_us: dict[str, float]
     server_cpu_s: float
     server_processes: int
+    server_cpu_by_process: dict[str, float]
     cpu_us_per_response: float | None
     loadgen_cpu_s: float
     udp_rcvbuf_errors: int
@@ -144,24 +145,22 @@ def _proc_table() -> dict[int, tuple[int, int]]:
     return table
 
 
-def tree_cpu_seconds(root_pid: int) -> tuple[float, int]:
-    """CPU seconds (user + system) used so far by root_pid and all its descendants, and how
-    many processes the tree has."""
+def tree_cpu_seconds(root_pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) used so far by root_pid and each of its descendants."""
     table = _proc_table()
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in table.items():
         children.setdefault(ppid, []).append(pid)
-    total = 0
+    hz = os.sysconf("SC_CLK_TCK")
+    cpu: dict[int, float] = {}
     stack = [root_pid]
-    seen: set[int] = set()
     while stack:
         pid = stack.pop()
-        if pid in seen or pid not in table:
+        if pid in cpu or pid not in table:
             continue
-        seen.add(pid)
-        total += table[pid][1]
+        cpu[pid] = table[pid][1] / hz
         stack.extend(children.get(pid, []))
-    return total / os.sysconf("SC_CLK_TCK"), len(seen)
+    return cpu
 
 
 def udp_counters() -> dict[str, int]:
@@ -353,9 +352,9 @@ def run_step(
     ]  # fmt: skip
     udp_before = udp_counters()
     lg_before = children_cpu_seconds()
-    cpu_before, _ = tree_cpu_seconds(server.proc.pid)
+    cpu_before = tree_cpu_seconds(server.proc.pid)
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 30)
-    cpu_after, nprocs = tree_cpu_seconds(server.proc.pid)
+    cpu_after = tree_cpu_seconds(server.proc.pid)
     lg_after = children_cpu_seconds()
     udp_after = udp_counters()
     if result.returncode != 0:
@@ -363,7 +362,12 @@ def run_step(
     if server.proc.poll() is not None:
         raise BenchError(f"{server.name} died during the {rate}/s step:\n{_tail(server.log)}")
     out = json.loads(result.stdout)
-    cpu = cpu_after - cpu_before
+    # Per process, so that a process that appeared during the step counts from zero.
+    by_process = {
+        ("main" if pid == server.proc.pid else str(pid)): round(t - cpu_before.get(pid, 0.0), 3)
+        for pid, t in cpu_after.items()
+    }
+    cpu = sum(by_process.values())
     received = int(out["received"])
     return Step(
         server=server.name,
@@ -378,7 +382,8 @@ def run_step(
         loss=float(out["loss"]),
         latency_us={k: float(v) for k, v in out["latency_us"].items()},
         server_cpu_s=round(cpu, 3),
-        server_processes=nprocs,
+        server_processes=len(cpu_after),
+        server_cpu_by_process=by_process,
         cpu_us_per_response=round(cpu * 1e6 / received, 3) if received else None,
         loadgen_cpu_s=round(lg_after - lg_before, 3),
         udp_rcvbuf_errors=udp_after["RcvbufErrors"] - udp_before["RcvbufErrors"],
@@ -638,31 +643,11 @@ def main(argv: list[str] | None = None) -> int:
                 servers_info[name] = info
 
     summaries = summarize(steps)
-    if args.repeat > 1:
-        print(f"\nsummary: loss over all {args.repeat} runs, medians for the rest")
-        print(
-            f"{'server':<12} {'n':>3} {'rate/s':>8} {'sent':>9} {'loss %':>8} {'p50 us':>8} "
-            f"{'p99 us':>8} {'p99.9 us':>9} {'us/resp':>8}"
-        )
-        for sm in summaries:
-            print(_summary_row(sm))
     rs = ratios(summaries)
-    if rs:
-        print("\nratios simple-ntpd / chronyd")
-        for r in rs:
-            print(
-                f"  {r['rate']:>7}/s  cpu/response {r['cpu_per_response']}  "
-                f"p99.9 {r['p99.9']}  loss {r['loss_simple_ntpd']:.4%} vs {r['loss_chronyd']:.4%}"
-            )
     verdicts: list[dict[str, object]] = []
     for name in args.servers:
         if any(s.server == name for s in steps):
             verdicts += targets(summaries, name)
-    if verdicts:
-        print("\ntargets")
-        for v in verdicts:
-            print(f"  {v['result']:<4}  {v['server']:<12} {v['target']}: {v['detail']}")
-
     report = {
         "started": started.isoformat(timespec="seconds"),
         "machine": machine_info(),
@@ -674,10 +659,31 @@ def main(argv: list[str] | None = None) -> int:
         "targets": verdicts,
         "errors": errors,
     }
+    # Written before the report is printed, so the numbers survive a closed stdout.
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     out_file = out_dir / f"bench-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     out_file.write_text(json.dumps(report, indent=2) + "\n")
+
+    if args.repeat > 1:
+        print(f"\nsummary: loss over all {args.repeat} runs, medians for the rest")
+        print(
+            f"{'server':<12} {'n':>3} {'rate/s':>8} {'sent':>9} {'loss %':>8} {'p50 us':>8} "
+            f"{'p99 us':>8} {'p99.9 us':>9} {'us/resp':>8}"
+        )
+        for sm in summaries:
+            print(_summary_row(sm))
+    if rs:
+        print("\nratios simple-ntpd / chronyd")
+        for r in rs:
+            print(
+                f"  {r['rate']:>7}/s  cpu/response {r['cpu_per_response']}  "
+                f"p99.9 {r['p99.9']}  loss {r['loss_simple_ntpd']:.4%} vs {r['loss_chronyd']:.4%}"
+            )
+    if verdicts:
+        print("\ntargets")
+        for v in verdicts:
+            print(f"  {v['result']:<4}  {v['server']:<12} {v['target']}: {v['detail']}")
     print(f"\nwrote {out_file}")
     return 1 if errors else 0
 
