@@ -325,14 +325,21 @@ class TimekeepingSystem:
 
     # --- source management --------------------------------------------------------------------
 
-    def start(self, now_ns: int) -> list[SystemAction]:
-        """Begin: anchor the correction and publish the initial state."""
+    def start(self, now_ns: int, *, upstreams_configured: bool = True) -> list[SystemAction]:
+        """Begin: anchor the correction and publish the initial state.
+
+        Args:
+            upstreams_configured: False when ``upstream_servers`` is empty; then a
+                ``LOCAL`` reference is served at once. With upstreams, the server says
+                leap 3 until the first synchronization (sources may be added later,
+                once their names resolve).
+        """
         self._started = True
         self.discipline.start(now_ns)
         actions: list[SystemAction] = []
         if self.params.discipline_system_clock:
             actions.extend(self._kernel_sync(now_ns, force=True))
-        if not self._sources and self.params.local_reference:
+        if not upstreams_configured and self.params.local_reference:
             self.mode = SystemMode.LOCAL
             self._local_ref_ns = now_ns
         actions.append(Publish(self._build_state(now_ns)))
