@@ -62,6 +62,8 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
+# A signal exits through the EXIT trap too, so a policy-rc.d we created never stays behind.
+trap 'exit 1' INT TERM HUP
 
 is_installed() {
     [[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" == "installed" ]]
@@ -110,9 +112,9 @@ has_candidate() {
 }
 
 # Unpack package $1 into directory $2 with apt-get download + dpkg -x (never installed).
-# The .deb is kept as $2.deb for later dependency lookups.
+# $3, if given, is a version to try first. The .deb is kept as $2.deb for dependency lookups.
 unpack_package() {
-    local pkg=$1 dest=$2
+    local pkg=$1 dest=$2 version=${3:-}
     if ! has_candidate "$pkg"; then
         apt_update_once
     fi
@@ -122,7 +124,10 @@ unpack_package() {
     # As root, apt would download as the _apt user, who cannot write to this private directory.
     local sandbox=()
     [[ $EUID -ne 0 ]] || sandbox=(-o APT::Sandbox::User=root)
-    if ! (cd "$dl" && apt-get download -q "${sandbox[@]}" "$pkg" >&2); then
+    if [[ -n "$version" ]] &&
+        (cd "$dl" && apt-get download -q "${sandbox[@]}" "$pkg=$version" >&2); then
+        :
+    elif ! (cd "$dl" && apt-get download -q "${sandbox[@]}" "$pkg" >&2); then
         log "apt-get download $pkg failed"
         return 1
     fi
@@ -190,7 +195,9 @@ ntpq_ok() { [[ -x "$NTPQ" ]] && "$NTPQ" -V >/dev/null 2>&1; }
 if ! ntpq_ok; then
     if [[ ! -x "$NTPQ" ]]; then
         log "unpacking ntpsec (for ntpq only) into $NTPSEC_DIR"
-        unpack_package ntpsec "$NTPSEC_DIR" || true
+        # ntpq imports the python3-ntp module: take the ntpsec build of the same version.
+        ntp_version="$(dpkg-query -W -f='${Version}' python3-ntp 2>/dev/null || true)"
+        unpack_package ntpsec "$NTPSEC_DIR" "$ntp_version" || true
     fi
     if ntpq_ok; then
         log "ntpq ready: $("$NTPQ" -V 2>&1 | head -n 1)"
