@@ -6,11 +6,12 @@
 #
 # What it provides:
 #   Debian packages  ntpsec-ntpdig ntpsec-ntpdate sntp python3-ntp iproute2 gcc libc6-dev
-#                    prometheus (for promtool only; its service is never started)
+#                    prometheus (for promtool only; its service is never started), logrotate
 #   unpacked tools   .cache/tools/chrony/usr/sbin/chronyd   (chrony conflicts with ntpsec)
 #                    .cache/tools/ntpsec/usr/bin/ntpq       (installing ntpsec would start an
 #                                                            ntpd that steers this machine's clock)
-#   paths file       .cache/tools/env.sh  (CHRONYD, NTPQ, NTPDIG, NTPDATE, SNTP, PROMTOOL, GCC)
+#   paths file       .cache/tools/env.sh  (CHRONYD, NTPQ, NTPDIG, NTPDATE, SNTP, PROMTOOL, GCC,
+#                                         LOGROTATE)
 #
 # chrony and ntpsec are never installed as packages: `apt-get download` + `dpkg -x` only, so no
 # time daemon is ever started on this machine. Package postinst scripts are also kept from
@@ -216,7 +217,8 @@ export NTPDIG='$(path_of ntpdig)'
 export NTPDATE='$(PATH="$PATH:/usr/sbin" path_of ntpdate)'
 export SNTP='$(path_of sntp)'
 export PROMTOOL='$(path_of promtool)'
-export GCC='$(path_of gcc)'"
+export GCC='$(path_of gcc)'
+export LOGROTATE='$(PATH="$PATH:/usr/sbin" path_of logrotate)'"
 if [[ ! -f "$ENV_FILE" || "$(cat "$ENV_FILE")" != "$env_text" ]]; then
     printf '%s\n' "$env_text" >"$ENV_FILE.tmp"
     mv "$ENV_FILE.tmp" "$ENV_FILE"
@@ -224,7 +226,7 @@ if [[ ! -f "$ENV_FILE" || "$(cat "$ENV_FILE")" != "$env_text" ]]; then
 fi
 
 # 5. Final check of every tool, by what the tests call rather than by package name.
-for tool in ntpdig ntpdate sntp promtool gcc ip; do
+for tool in ntpdig ntpdate sntp promtool gcc ip logrotate; do
     if ! PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1; then
         missing+=("$tool")
     fi
