@@ -27,6 +27,7 @@ import datetime as dt
 import json
 import os
 import platform
+import pwd
 import resource
 import shutil
 import signal
@@ -234,15 +235,18 @@ def chronyd_command(tmp: Path, port: int, cpus: str | None) -> list[str]:
         "allow 127.0.0.1\n"
         f"port {port}\n"
         "cmdport 0\n"
+        "bindcmdaddress /\n"  # no Unix command socket either: nothing is created under /run
         f"pidfile {tmp / 'chronyd.pid'}\n"
         f"driftfile {tmp / 'chrony.drift'}\n"
     )
-    # -x: never touch the system clock. -d: foreground, log to stderr. As root chronyd would
-    # drop to the _chrony user, which exists only when the chrony package is installed; we
-    # only unpack it, so stay root (-u root).
+    # -x: never touch the system clock. -d: foreground, log to stderr. chronyd would switch to
+    # the _chrony user, which exists only when the chrony package is installed (we only unpack
+    # it), so it stays the current user; -U lets it start without root, which -x makes possible.
     cmd = [*_taskset(cpus), str(CHRONYD), "-f", str(conf), "-x", "-d"]
     if os.geteuid() == 0:
         cmd += ["-u", "root"]
+    else:
+        cmd += ["-U", "-u", pwd.getpwuid(os.geteuid()).pw_name]
     return cmd
 
 
@@ -260,6 +264,9 @@ def simple_ntpd_config(tmp: Path, port: int, workers: int) -> Path:
         'reference_id = "BNCH"\n'
         "[performance]\n"
         f"worker_threads = {workers}\n"
+        # Started as root, the daemon would drop to the "ntp" user; keep root here.
+        "[security]\n"
+        'user = "root"\n'
     )
     return conf
 
