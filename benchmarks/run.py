@@ -360,7 +360,12 @@ def run_step(
     udp_before = udp_counters()
     lg_before = children_cpu_seconds()
     cpu_before = tree_cpu_seconds(server.proc.pid)
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 30)
+    try:
+        result = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=duration_s + 30, check=False
+        )
+    except subprocess.TimeoutExpired as exc:  # loadgen stops by itself; this is a backstop
+        raise BenchError(f"loadgen did not finish within {duration_s + 30:.0f} s") from exc
     cpu_after = tree_cpu_seconds(server.proc.pid)
     lg_after = children_cpu_seconds()
     udp_after = udp_counters()
@@ -368,7 +373,10 @@ def run_step(
         raise BenchError(f"loadgen failed ({result.returncode}): {result.stderr.strip()}")
     if server.proc.poll() is not None:
         raise BenchError(f"{server.name} died during the {rate}/s step:\n{_tail(server.log)}")
-    out = json.loads(result.stdout)
+    try:
+        out = json.loads(result.stdout)
+    except json.JSONDecodeError as exc:
+        raise BenchError(f"loadgen printed no JSON: {result.stdout[:200]!r}") from exc
     # Per process, so that a process that appeared during the step counts from zero.
     by_process = {
         ("main" if pid == server.proc.pid else str(pid)): round(t - cpu_before.get(pid, 0.0), 3)
