@@ -38,7 +38,33 @@ class Counter(IntEnum):
 
 DROP_BASE = 32
 """Index of the first drop counter; drop counter for reason r is DROP_BASE + r."""
-COUNTERS_PER_SLOT = DROP_BASE + DROP_REASON_COUNT + 16
+DROP_ROOM = 32
+"""Indices reserved for drop reasons (DropReason may grow up to this many)."""
+assert DROP_REASON_COUNT <= DROP_ROOM
+
+LATENCY_BOUNDS_NS: tuple[int, ...] = (
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+)
+"""Upper bounds (ns, inclusive) of the request processing time buckets: tens of
+microseconds is where a healthy server answers, milliseconds is trouble."""
+LATENCY_BASE = DROP_BASE + DROP_ROOM
+"""Index of the first processing-time bucket; bucket i counts responses whose
+time from kernel receive timestamp to transmit timestamp is at most
+``LATENCY_BOUNDS_NS[i]`` (and above the previous bound); the last, index
+``LATENCY_BASE + len(LATENCY_BOUNDS_NS)``, is +Inf."""
+LATENCY_BUCKETS = len(LATENCY_BOUNDS_NS) + 1
+LATENCY_SUM_NS = LATENCY_BASE + LATENCY_BUCKETS
+"""Sum of the measured processing times, ns (negative ones, after a clock step, count as 0)."""
+COUNTERS_PER_SLOT = LATENCY_SUM_NS + 1 + 15
 SLOT_BYTES = COUNTERS_PER_SLOT * 8
 
 
@@ -53,6 +79,11 @@ def sum_slots(values: list[list[int]]) -> list[int]:
         for i, v in enumerate(slot):
             total[i] += v
     return total
+
+
+def latency_counts(totals: list[int]) -> tuple[list[int], int]:
+    """(per-bucket counts, not cumulative, +Inf last; sum in ns) from counter totals."""
+    return totals[LATENCY_BASE : LATENCY_BASE + LATENCY_BUCKETS], totals[LATENCY_SUM_NS]
 
 
 def named_counters(totals: list[int]) -> dict[str, object]:

@@ -33,7 +33,13 @@ from prometheus_client.registry import Collector
 
 from simple_ntpd.reasons import DropReason
 from simple_ntpd.served_clock import ServedClockState
-from simple_ntpd.stats import COUNTERS_PER_SLOT, Counter, drop_index
+from simple_ntpd.stats import (
+    COUNTERS_PER_SLOT,
+    LATENCY_BOUNDS_NS,
+    Counter,
+    drop_index,
+    latency_counts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -226,22 +232,13 @@ _SOURCE_GAUGES = (
 )
 
 
-REQUEST_DURATION_BOUNDS: tuple[float, ...] = (
-    10e-6,
-    25e-6,
-    50e-6,
-    100e-6,
-    250e-6,
-    500e-6,
-    1e-3,
-    2.5e-3,
-    5e-3,
-    10e-3,
-)
-"""Suggested upper bounds (seconds) of ``ntp_request_duration_seconds`` buckets:
-tens of microseconds is where a healthy server answers, milliseconds is trouble."""
+REQUEST_DURATION_BOUNDS_NS: tuple[int, ...] = LATENCY_BOUNDS_NS
+"""Upper bounds (ns) of the ``ntp_request_duration_seconds`` buckets, as the
+workers count them in shared memory (:data:`simple_ntpd.stats.LATENCY_BOUNDS_NS`)."""
 
-REQUEST_DURATION_BOUNDS_NS: tuple[int, ...] = tuple(round(b * 1e9) for b in REQUEST_DURATION_BOUNDS)
+REQUEST_DURATION_BOUNDS: tuple[float, ...] = tuple(b / 1e9 for b in REQUEST_DURATION_BOUNDS_NS)
+"""The same bounds in seconds: tens of microseconds is where a healthy server
+answers, milliseconds is trouble."""
 
 
 def duration_bucket(duration_ns: int, bounds_ns: Sequence[int] = REQUEST_DURATION_BOUNDS_NS) -> int:
@@ -263,6 +260,12 @@ def latency_from_bucket_counts(
     if len(bucket_counts) != len(bounds) + 1:
         raise ValueError(f"{len(bucket_counts)} bucket counts for {len(bounds)} bounds (+Inf)")
     return list(bounds), list(itertools.accumulate(bucket_counts)), sum_ns * 1e-9
+
+
+def latency_from_totals(totals: Sequence[int]) -> LatencyHistogram:
+    """The processing-time histogram held in summed worker counters (:mod:`simple_ntpd.stats`)."""
+    buckets, sum_ns = latency_counts(list(totals))
+    return latency_from_bucket_counts(buckets, sum_ns)
 
 
 def reference_id_text(state: ServedClockState) -> str:

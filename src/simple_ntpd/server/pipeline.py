@@ -19,6 +19,7 @@ argument and the transmit clock is a callable the shell injects.
 from __future__ import annotations
 
 import struct
+from bisect import bisect_left as _bucket
 from collections.abc import Callable
 
 from simple_ntpd.reasons import DropReason
@@ -28,7 +29,14 @@ from simple_ntpd.served_clock import (
     SeqlockReader,
     ServedClockState,
 )
-from simple_ntpd.stats import COUNTERS_PER_SLOT, DROP_BASE, Counter
+from simple_ntpd.stats import (
+    COUNTERS_PER_SLOT,
+    DROP_BASE,
+    LATENCY_BASE,
+    LATENCY_BOUNDS_NS,
+    LATENCY_SUM_NS,
+    Counter,
+)
 from simple_ntpd.wire.packet import try_decode_packet
 
 # RFC 5905 section 7.3: the header is 48 bytes.
@@ -234,7 +242,15 @@ class RequestPipeline:
             tx = tx_ns + off + int(freq * (tx_ns - st.t0_ns))
         else:
             rx = rx_ns + off
-            tx = self._clock_ns() + off
+            tx_ns = self._clock_ns()
+            tx = tx_ns + off
+        # Processing time as the client sees it: kernel receive timestamp to
+        # transmit timestamp, time queued in the socket included (docs/observability.md).
+        # One C bisect and two list increments: the histogram lives in the counters.
+        took = tx_ns - rx_ns
+        counts[LATENCY_BASE + _bucket(LATENCY_BOUNDS_NS, took)] += 1
+        if took > 0:  # a clock step between the two reads must not make it negative
+            counts[LATENCY_SUM_NS] += took
         # Inline ntp64() twice: this is the innermost code of the server.
         sec, ns = divmod(rx, _NS)
         rx64 = (((sec + _NTP_UNIX_OFFSET) & _U32) << 32) | ((ns << 32) // _NS)
