@@ -112,7 +112,11 @@ def basic_config(
     address: str = "127.0.0.1",
     ipv6: bool = True,
     extra: str = "",
+    user: str = "root",
+    security: str = "",
 ) -> str:
+    # user = "root": the daemon keeps running as root (tests run as root and
+    # no "ntp" user exists here); security-related tests pass user/security.
     return f"""
 [network]
 listen_address = "{address}"
@@ -130,6 +134,10 @@ worker_threads = {workers}
 [logging]
 level = "DEBUG"
 output = "console"
+
+[security]
+user = "{user}"
+{security}
 {extra}
 """
 

@@ -211,7 +211,10 @@ class NetworkSection(BaseModel):
     )
     max_connections_per_second: NonNegInt = Field(
         0,
-        description="Most new TCP connections (NTS-KE, metrics) accepted per second; 0 = no limit.",
+        description=(
+            "With security.enable_ddos_protection: most new clients admitted to the rate-limit "
+            "table per second (known clients are never capped); 0 = no limit."
+        ),
     )
     enable_tcp_nodelay: bool = Field(True, description="TCP_NODELAY on TCP sockets (NTS-KE).")
     enable_keepalive: bool = Field(False, description="SO_KEEPALIVE on TCP sockets.")
@@ -322,7 +325,29 @@ class SecuritySection(BaseModel):
     model_config = _MODEL
 
     enable_authentication: bool = Field(
-        False, description="Require authenticated (MAC or NTS) requests from clients."
+        False,
+        description=(
+            "Require authenticated requests from clients: a request without a valid MAC "
+            "(key from ntp_server.auth_key_file) is refused. Makes the key file mandatory. "
+            "ntp_server.enable_authentication is the upstream side."
+        ),
+    )
+    trusted_keys: Annotated[
+        tuple[Annotated[int, Field(ge=1, le=0xFFFFFFFF)], ...], BeforeValidator(_to_tuple)
+    ] = Field(
+        (),
+        description=(
+            "Key ids that may authenticate (ntpd trustedkey); [] = every key in the key file."
+        ),
+    )
+    auth_failure_response: Annotated[Literal["crypto-nak", "drop"], BeforeValidator(_lower)] = (
+        Field(
+            "crypto-nak",
+            description=(
+                'A request whose MAC names an unknown key or does not verify: "crypto-nak" '
+                '(RFC 5905 §7.4, as ntpd does) or "drop".'
+            ),
+        )
     )
     allow_query_from: NetworkList = Field(
         (),
@@ -356,7 +381,28 @@ class SecuritySection(BaseModel):
         16, ge=1, le=1_000_000, description="Requests a client may send at once above the rate."
     )
     rate_limit_window: int = Field(
-        60, ge=1, le=3600, description="Seconds over which the rate is measured."
+        60,
+        ge=1,
+        le=3600,
+        description=(
+            "Seconds a returning client's record is kept in preference to one-shot clients "
+            "when the client table is full (the rate itself is max_queries_per_minute)."
+        ),
+    )
+    rate_limit_ipv4_prefix: int = Field(
+        32, ge=0, le=32, description="IPv4 clients are limited per this prefix (24 = per /24)."
+    )
+    rate_limit_ipv6_prefix: int = Field(
+        128, ge=0, le=128, description="IPv6 clients are limited per this prefix (64 = per /64)."
+    )
+    rate_limit_kod_log2: int = Field(
+        1,
+        ge=-1,
+        le=16,
+        description=(
+            "One in 2^N limited requests is answered with a RATE kiss-o'-death, the rest "
+            "dropped (chrony leak); -1 = drop all."
+        ),
     )
     enable_dns_validation: bool = Field(
         False, description="Check that upstream names resolve consistently before use."
@@ -368,12 +414,22 @@ class SecuritySection(BaseModel):
         tuple[Annotated[str, AfterValidator(_country)], ...], BeforeValidator(_to_tuple)
     ] = Field((), description="ISO 3166-1 alpha-2 codes for enable_geoip_restrictions.")
     enable_ddos_protection: bool = Field(
-        False, description="Drop traffic from addresses that exceed max_connections_per_ip."
+        False,
+        description=(
+            "With rate limiting on: new clients enter the client table at most "
+            "network.max_connections_per_second per second, so a flood from random sources "
+            "cannot flush the state of known clients."
+        ),
     )
     max_connections_per_ip: int = Field(
-        100, ge=1, le=1_000_000, description="Open TCP connections allowed per client address."
+        100,
+        ge=1,
+        le=1_000_000,
+        description="Reserved for NTS-KE: open TCP connections per client address.",
     )
-    connection_timeout: Seconds = Field(30.0, description="TCP connection timeout, seconds.")
+    connection_timeout: Seconds = Field(
+        30.0, description="Reserved for NTS-KE: TCP idle timeout, seconds."
+    )
     user: str = Field("ntp", min_length=1, description="User to run as after binding ports.")
     group: str = Field("ntp", min_length=1, description="Group to run as after binding ports.")
 
@@ -632,6 +688,26 @@ ACTIVE_KEYS: frozenset[str] = frozenset(
         "logging.syslog_tag",
         "logging.log_include_hostname",
         "monitoring.control_socket",
+        "network.max_clients",
+        "network.max_connections_per_second",
+        "ntp_server.auth_key_file",
+        "security.enable_authentication",
+        "security.trusted_keys",
+        "security.auth_failure_response",
+        "security.allow_query_from",
+        "security.deny_query_from",
+        "security.trusted_networks",
+        "security.kod_deny",
+        "security.enable_rate_limiting",
+        "security.max_queries_per_minute",
+        "security.rate_limit_burst",
+        "security.rate_limit_window",
+        "security.rate_limit_ipv4_prefix",
+        "security.rate_limit_ipv6_prefix",
+        "security.rate_limit_kod_log2",
+        "security.enable_ddos_protection",
+        "security.user",
+        "security.group",
     }
 )
 """The ``section.key`` names whose feature works today.

@@ -18,7 +18,9 @@ from simple_ntpd import __version__
 from simple_ntpd.config.load import LoadedConfig, load_config, load_default_config
 from simple_ntpd.config.parse import Value, format_value
 from simple_ntpd.daemon.logging_setup import reopen_logs, setup_logging, shutdown_logging
+from simple_ntpd.daemon.privileges import PrivilegeError
 from simple_ntpd.errors import ConfigError, SimpleNtpdError
+from simple_ntpd.server.policy import SecurityPolicy
 
 log = logging.getLogger("simple_ntpd.daemon")
 
@@ -50,9 +52,10 @@ def apply_logging(loaded: LoadedConfig, level_override: str | None) -> None:
     )
 
 
-def test_config_report(loaded: LoadedConfig) -> str:
+def test_config_report(loaded: LoadedConfig, security: list[str] | None = None) -> str:
     lines = [f"configuration OK: {loaded.source}"]
     lines += [f"warning: {w}" for w in loaded.warnings]
+    lines += [f"security: {note}" for note in security or ()]
     if loaded.inactive:
         lines.append("set but not yet active (accepted, no effect in this version):")
         lines += [f"  {key}" for key in loaded.inactive]
@@ -83,8 +86,25 @@ def run(args: argparse.Namespace, *, default_config_path: str) -> int:
     except ConfigError as exc:
         print(f"simple-ntpd: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    from simple_ntpd.daemon import security
+
+    config_path = None if args.default_config else (args.config or default_config_path)
+    # Unsafe key or configuration files stop the daemon (and fail --test-config).
+    problems = security.file_problems(config_path, loaded.config)
+    policy: SecurityPolicy | None = None
+    if not problems:
+        try:
+            policy = security.build_policy(loaded.config)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        for problem in problems:
+            print(f"simple-ntpd: refusing to start: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    assert policy is not None
     if args.test_config:
-        print(test_config_report(loaded))
+        notes = security.security_notes(loaded.config, policy.keys)
+        print(test_config_report(loaded, notes))
         return EXIT_OK
     if args.dump_config:
         sys.stdout.write(dump_config(loaded))
@@ -107,10 +127,12 @@ def run(args: argparse.Namespace, *, default_config_path: str) -> int:
 
     from simple_ntpd.runtime.supervisor import Supervisor
 
-    config_path = None if args.default_config else (args.config or default_config_path)
-
     def reload_config() -> LoadedConfig:
-        return load_default_config() if config_path is None else load_config(config_path)
+        new = load_default_config() if config_path is None else load_config(config_path)
+        refused = security.file_problems(config_path, new.config)
+        if refused:
+            raise ConfigError("; ".join(refused))
+        return new
 
     def relog(new: LoadedConfig) -> None:
         try:
@@ -118,9 +140,20 @@ def run(args: argparse.Namespace, *, default_config_path: str) -> int:
         except SimpleNtpdError as exc:
             log.error("reload: logging configuration kept: %s", exc)
 
+    def drop() -> None:
+        security.drop_to_service_user(loaded.config)
+
     sup = Supervisor(
-        loaded, reload_config=reload_config, on_reload_logging=relog, on_reopen_logs=reopen_logs
+        loaded,
+        reload_config=reload_config,
+        on_reload_logging=relog,
+        on_reopen_logs=reopen_logs,
+        policy=policy,
+        make_policy=security.build_policy,
+        drop_privileges=drop,
     )
+    for note in security.security_notes(loaded.config, policy.keys):
+        log.info("security: %s", note)
     log.info("simple-ntpd %s starting (configuration %s)", __version__, loaded.source)
     if args.default_config:
         net = loaded.config.network
@@ -135,6 +168,9 @@ def run(args: argparse.Namespace, *, default_config_path: str) -> int:
         asyncio.run(sup.run())
     except OSError as exc:
         log.error("cannot serve: %s", exc)
+        return EXIT_RUNTIME
+    except PrivilegeError as exc:
+        log.error("cannot drop privileges, refusing to serve: %s", exc)
         return EXIT_RUNTIME
     finally:
         if pid_file is not None:

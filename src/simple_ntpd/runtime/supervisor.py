@@ -24,6 +24,7 @@ from simple_ntpd.config.schema import Config
 from simple_ntpd.control import Handler
 from simple_ntpd.runtime.control_socket import ControlServer
 from simple_ntpd.runtime.precision import measure_precision
+from simple_ntpd.runtime.reuseport_bpf import attach_source_steering
 from simple_ntpd.runtime.shm import SharedRegion
 from simple_ntpd.runtime.sockets import ListenSpec, listen_addresses, make_udp_socket
 from simple_ntpd.runtime.worker import WorkerSpec, run_worker
@@ -34,6 +35,7 @@ from simple_ntpd.served_clock import (
     ServedClockState,
 )
 from simple_ntpd.server.pipeline import RequestPipeline
+from simple_ntpd.server.policy import SecurityPolicy
 from simple_ntpd.stats import COUNTERS_PER_SLOT, named_counters
 
 log = logging.getLogger(__name__)
@@ -111,6 +113,11 @@ class Supervisor:
     reload_config: Callable[[], LoadedConfig] | None = None
     on_reload_logging: Callable[[LoadedConfig], None] | None = None
     on_reopen_logs: Callable[[], None] | None = None
+    policy: SecurityPolicy = field(default_factory=SecurityPolicy)
+    """ACL, rate limit and keys the workers inherit; rebuilt by ``make_policy`` on reload."""
+    make_policy: Callable[[Config], SecurityPolicy] | None = None
+    drop_privileges: Callable[[], object] | None = None
+    """Called once the sockets and the control socket exist, before workers fork."""
     sockets: list[socket.socket] = field(default_factory=list)
     workers: dict[int, Worker] = field(default_factory=dict)
     precision: int = -20
@@ -189,12 +196,39 @@ class Supervisor:
         for _ in range(worker_count(cfg)):
             for address in spec.addresses:
                 self.sockets.append(make_udp_socket(address, spec))
+        self._steer_sources(len(spec.addresses))
         log.info(
             "listening on %s port %d (%d workers)",
             ", ".join(spec.addresses),
             spec.port,
             worker_count(cfg),
         )
+
+    def _steer_sources(self, n_addresses: int) -> None:
+        """Send every client to one worker, so that its rate limit is exact across workers.
+
+        Socket i of each address group belongs to worker i and joined the
+        reuseport group i-th. Only with rate limiting on: otherwise the
+        kernel's 4-tuple hash spreads one busy client over all workers.
+        If the kernel refuses, each worker enforces the full limit on what it
+        sees (a client spread over N workers gets up to N times the rate).
+        """
+        params = self.policy.rate_limit
+        if params is None or not params.enabled:
+            return
+        for first in range(n_addresses):
+            group = self.sockets[first::n_addresses]
+            if len(group) < 2:
+                continue
+            try:
+                attach_source_steering(group[0], len(group), params.ipv4_prefix, params.ipv6_prefix)
+            except OSError as exc:
+                log.warning(
+                    "cannot steer clients to workers (%s): each of the %d workers "
+                    "enforces the rate limit on its own",
+                    exc,
+                    len(group),
+                )
 
     def adopt_sockets(self, sockets: list[socket.socket]) -> None:
         """Use sockets passed in by systemd socket activation (shared by all workers)."""
@@ -232,6 +266,7 @@ class Supervisor:
             max_packet_size=cfg.performance.max_packet_size,
             cpus=worker_cpus(cfg, index),
             parent_pid=os.getpid(),
+            policy=self.policy,
         )
         pid = os.fork()
         if pid == 0:  # child
@@ -297,6 +332,8 @@ class Supervisor:
             return
         try:
             new = self.reload_config()
+            if self.make_policy is not None:
+                self.policy = self.make_policy(new.config)
         except Exception as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             return
@@ -333,11 +370,15 @@ class Supervisor:
         self.publish_local()
         if not self.sockets:
             self.bind()
-        self.spawn_generation()
+        # The control socket is created before privileges are dropped: its
+        # directory (e.g. /run) may be writable by root only.
         control_path = self.loaded.config.monitoring.control_socket
         if control_path:
             self.control = ControlServer(control_path, self.control_handlers())
             await self.control.start()
+        if self.drop_privileges is not None:
+            self.drop_privileges()
+        self.spawn_generation()
         for cb in self.ready_callbacks:
             cb()
         log.info(

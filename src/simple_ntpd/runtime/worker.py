@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from simple_ntpd.reasons import DropReason
 from simple_ntpd.runtime.shm import SharedRegion
 from simple_ntpd.runtime.sockets import IP_PKTINFO, SO_TIMESTAMPNS, socket_is_wildcard
-from simple_ntpd.server.pipeline import RequestPipeline
+from simple_ntpd.server.pipeline import RequestPipeline, security_summary
+from simple_ntpd.server.policy import SecurityPolicy
 from simple_ntpd.stats import DROP_BASE, Counter
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,15 @@ _ANC_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) + socket.CMSG_SPACE(20)
 _BATCH = 256
 _POLL_TIMEOUT = 0.5
 _SEND_FAILED = DROP_BASE + DropReason.SEND_FAILED
+SUMMARY_INTERVAL_S = 10.0
+"""Security events are logged as one summary line per kind per worker at most this often."""
+# Denials and rate limiting are routine on a public server; failed MACs are not.
+_SUMMARY_LEVELS = {
+    DropReason.ACL_DENIED: logging.INFO,
+    DropReason.RATE_LIMITED: logging.INFO,
+    DropReason.AUTH_FAILED: logging.WARNING,
+    DropReason.AUTH_REQUIRED: logging.INFO,
+}
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,8 @@ class WorkerSpec:
     max_packet_size: int
     cpus: frozenset[int] | None
     parent_pid: int
+    policy: SecurityPolicy | None = None
+    """Access list, rate limit and keys; inherited through fork."""
 
 
 class _Stop:
@@ -65,11 +77,20 @@ def run_worker(spec: WorkerSpec, region: SharedRegion, make_pipeline: type[Reque
         except OSError as exc:
             log.warning("worker %d: cannot set CPU affinity %s: %s", spec.index, spec.cpus, exc)
 
-    pipeline = make_pipeline(region.reader(), time.time_ns, max_request_len=spec.max_packet_size)
+    pipeline = make_pipeline(
+        region.reader(),
+        time.time_ns,
+        max_request_len=spec.max_packet_size,
+        policy=spec.policy,
+        monotonic=time.monotonic,
+    )
     counts = pipeline.counts
     slot = region.slot_writer(spec.slot)
     # A restarted worker continues the counts its slot already holds.
     counts[:] = region.read_slot(spec.slot)
+    summarize = spec.policy is not None
+    summarized = list(counts)
+    next_summary = time.monotonic() + SUMMARY_INTERVAL_S
 
     ep = select.epoll()
     by_fd: dict[int, tuple[socket.socket, bool]] = {}
@@ -90,6 +111,10 @@ def run_worker(spec: WorkerSpec, region: SharedRegion, make_pipeline: type[Reque
             except InterruptedError:
                 continue
             if not events:
+                if summarize and time.monotonic() >= next_summary:
+                    next_summary = time.monotonic() + SUMMARY_INTERVAL_S
+                    _log_security_summary(spec.index, summarized, pipeline)
+                    summarized[:] = counts
                 if os.getppid() != spec.parent_pid:
                     log.warning("worker %d: main process gone, exiting", spec.index)
                     break
@@ -116,7 +141,7 @@ def run_worker(spec: WorkerSpec, region: SharedRegion, make_pipeline: type[Reque
                             pktinfo = (level, ctype, cdata)
                     if not rx_ns:
                         rx_ns = time_ns()
-                    out = handle(data, rx_ns, addr[1])
+                    out = handle(data, rx_ns, addr[0], addr[1])
                     if isinstance(out, DropReason):
                         continue
                     try:
@@ -130,10 +155,26 @@ def run_worker(spec: WorkerSpec, region: SharedRegion, make_pipeline: type[Reque
                         counts[_SEND_FAILED] += 1
                         log.debug("worker %d: send to %s: %s", spec.index, addr, exc)
             slot.flush(counts)
+            if summarize and time.monotonic() >= next_summary:
+                next_summary = time.monotonic() + SUMMARY_INTERVAL_S
+                _log_security_summary(spec.index, summarized, pipeline)
+                summarized[:] = counts
     finally:
         slot.flush(counts)
         ep.close()
     return 0
+
+
+def _log_security_summary(index: int, before: list[int], pipeline: RequestPipeline) -> None:
+    """One line per kind of security event since the last summary (bounded log rate).
+
+    Addresses and counts go through the logging arguments, never into the
+    format string, so the logging setup escapes them.
+    """
+    for kind, fmt, args in security_summary(before, pipeline.counts, pipeline.samples):
+        log.log(_SUMMARY_LEVELS[kind], "worker %d: security: " + fmt, index, *args)
+    for samples in pipeline.samples.values():
+        samples.clear()
 
 
 def _reply_pktinfo(pktinfo: tuple[int, int, bytes]) -> tuple[int, int, bytes]:

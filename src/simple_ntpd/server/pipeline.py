@@ -7,13 +7,29 @@ one ``struct.pack_into`` into a reused buffer. The clean codec in
 than the 48-byte header (extension fields, MAC), where validation needs it.
 
 Order of decisions (ntpd-rs ``Server::handle`` and chrony
-``NCR_ProcessRxUnknown`` do the same): length and header checks that cost
-nothing, then (later) ACL and rate limit, then trailer parsing and auth, then
-the response from the published :class:`ServedClockState`. The transmit
-timestamp is the last thing written, immediately before the caller sends.
+``NCR_ProcessRxUnknown`` do the same): length, version and mode checks on
+the first byte (they cost nothing and tell whether a kiss-o'-death could even
+be built), then the source address: access list, then rate limit; then
+trailer parsing and authentication (the only cryptography), then the response
+from the published :class:`ServedClockState`. Nothing a denied or limited
+source sends is parsed past its first byte or run through a MAC. The transmit
+timestamp is the last thing written before the response is signed and sent.
+
+The security checks cost the unguarded server one attribute test
+(``self._guarded``): with every source allowed, no rate limit and
+authentication not required, ``handle`` runs exactly the code it ran before.
 
 Nothing here reads a clock or a socket: the receive time comes in as an
-argument and the transmit clock is a callable the shell injects.
+argument, and the transmit clock and the monotonic clock of the rate limiter
+are callables the shell injects. The rate limiter runs on a monotonic clock
+rather than on ``rx_ns``: ``rx_ns`` is the system (realtime) clock, and a step
+of that clock backwards would make every client look as if it had just used
+its whole burst.
+
+Amplification: every answer is at most as long as its request. A normal or
+kiss-o'-death response is the 48-octet header (requests are at least 48); an
+authenticated one carries a MAC no longer than the request's; a crypto-NAK
+(52 octets) only answers a request that carried a MAC trailer (68 or more).
 """
 
 from __future__ import annotations
@@ -22,6 +38,7 @@ import struct
 from bisect import bisect_left as _bucket
 from collections.abc import Callable
 
+from simple_ntpd.auth.keys import KeyStore
 from simple_ntpd.reasons import DropReason
 from simple_ntpd.served_clock import (
     LEAP_UNSYNCHRONIZED,
@@ -29,6 +46,16 @@ from simple_ntpd.served_clock import (
     SeqlockReader,
     ServedClockState,
 )
+from simple_ntpd.server.acl import AccessList
+from simple_ntpd.server.auth import (
+    BAD_AUTH,
+    CRYPTO_NAK_TRAILER,
+    Authenticated,
+    authenticate,
+    sign_response,
+)
+from simple_ntpd.server.policy import SecurityPolicy
+from simple_ntpd.server.ratelimit import KOD, RateLimiter
 from simple_ntpd.stats import (
     COUNTERS_PER_SLOT,
     DROP_BASE,
@@ -37,7 +64,9 @@ from simple_ntpd.stats import (
     LATENCY_SUM_NS,
     Counter,
 )
-from simple_ntpd.wire.packet import try_decode_packet
+from simple_ntpd.wire.constants import KissCode
+from simple_ntpd.wire.kod import make_kod
+from simple_ntpd.wire.packet import decode_packet, encode_header
 
 # RFC 5905 section 7.3: the header is 48 bytes.
 HEADER_LEN = 48
@@ -68,6 +97,20 @@ _DROP_BAD_VERSION = DROP_BASE + DropReason.BAD_VERSION
 _DROP_BAD_MODE = DROP_BASE + DropReason.BAD_MODE
 _DROP_MODE_CONTROL = DROP_BASE + DropReason.MODE_CONTROL
 _DROP_MODE_PRIVATE = DROP_BASE + DropReason.MODE_PRIVATE
+_DROP_ACL_DENIED = DROP_BASE + DropReason.ACL_DENIED
+_DROP_RATE_LIMITED = DROP_BASE + DropReason.RATE_LIMITED
+_DROP_AUTH_FAILED = DROP_BASE + DropReason.AUTH_FAILED
+_DROP_AUTH_REQUIRED = DROP_BASE + DropReason.AUTH_REQUIRED
+
+SAMPLES_PER_KIND = 4
+"""Source addresses remembered per security event kind between two log summaries."""
+SECURITY_EVENTS = (
+    DropReason.ACL_DENIED,
+    DropReason.RATE_LIMITED,
+    DropReason.AUTH_FAILED,
+    DropReason.AUTH_REQUIRED,
+)
+"""Kinds of security event the pipeline samples (whether it dropped or kissed)."""
 
 
 def ntp64(unix_ns: int) -> int:
@@ -80,15 +123,14 @@ def ntp64(unix_ns: int) -> int:
     return (((sec + _NTP_UNIX_OFFSET) & _U32) << 32) | ((ns << 32) // _NS)
 
 
-def check_trailer(data: bytes) -> DropReason | None:
-    """Validate what follows the header (RFC 7822 extension fields, MAC).
+def kiss_of_death(data: bytes, code: KissCode) -> bytes:
+    """The 48-octet kiss-o'-death answering request ``data`` (at least 48 octets).
 
-    Only requests longer than 48 bytes get here. Unknown extension fields are
-    fine (they are ignored and not echoed: the response is the bare header,
-    never larger than the request); malformed ones are a drop.
+    Built with the codec (:func:`simple_ntpd.wire.kod.make_kod`): kisses are
+    rare by construction (a fraction of the limited requests), so clarity wins
+    over speed here.
     """
-    decoded = try_decode_packet(data)
-    return decoded if isinstance(decoded, DropReason) else None
+    return encode_header(make_kod(decode_packet(data[:HEADER_LEN]).header, code.value))
 
 
 def short_format(seconds: float) -> int:
@@ -108,16 +150,24 @@ class RequestPipeline:
     """
 
     __slots__ = (
+        "_access",
         "_clock_ns",
+        "_crypto_nak",
+        "_guarded",
+        "_keys",
+        "_kod_deny",
+        "_limiter",
         "_max_len",
+        "_monotonic",
         "_out",
         "_reader",
+        "_require_auth",
         "_seq",
         "_state",
         "_template_ns",
-        "_trailer_check",
         "counts",
         "first_byte",
+        "samples",
     )
 
     def __init__(
@@ -126,12 +176,37 @@ class RequestPipeline:
         clock_ns: Callable[[], int],
         *,
         max_request_len: int = 2048,
-        trailer_check: Callable[[bytes], DropReason | None] = check_trailer,
+        policy: SecurityPolicy | None = None,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
+        """Args:
+        reader: the served-clock state in shared memory.
+        clock_ns: the system clock in ns, read for the transmit timestamp.
+        max_request_len: longer datagrams are dropped (``TOO_LONG``).
+        policy: access list, rate limit and authentication; None: none.
+        monotonic: monotonic seconds for the rate limiter (required when
+            the policy limits rates).
+        """
         self._reader = reader
         self._clock_ns = clock_ns
         self._max_len = max(HEADER_LEN, max_request_len)
-        self._trailer_check = trailer_check
+        policy = policy or SecurityPolicy()
+        access = policy.access
+        self._access: AccessList | None = None if access is None or access.allows_all else access
+        self._kod_deny = policy.kod_deny
+        params = policy.rate_limit
+        self._limiter = RateLimiter(params) if params is not None and params.enabled else None
+        if self._limiter is not None and monotonic is None:
+            raise ValueError("rate limiting needs a monotonic clock")
+        self._monotonic = monotonic
+        self._keys: KeyStore | None = policy.keys
+        self._require_auth = policy.require_auth
+        self._crypto_nak = policy.crypto_nak
+        # The one test the fast path pays for all of the above.
+        self._guarded = self._access is not None or self._limiter is not None or self._require_auth
+        # A few source addresses per security event kind, for the worker's
+        # periodic log summary (it empties the lists after each summary).
+        self.samples: dict[DropReason, list[str]] = {k: [] for k in SECURITY_EVENTS}
         self._out = bytearray(HEADER_LEN)
         self._seq = -1
         self._state = ServedClockState()
@@ -143,6 +218,53 @@ class RequestPipeline:
     @property
     def state(self) -> ServedClockState:
         return self._state
+
+    @property
+    def limiter(self) -> RateLimiter | None:
+        """The rate limiter's table (for tests and diagnostics)."""
+        return self._limiter
+
+    def _sample(self, kind: DropReason, addr: str) -> None:
+        samples = self.samples[kind]
+        if len(samples) < SAMPLES_PER_KIND:
+            samples.append(addr)
+
+    def _guard(self, data: bytes, addr: str) -> bytes | DropReason | None:
+        """Access list, then rate limit, then "authentication required" for bare headers.
+
+        Returns None to go on, or what ``handle`` returns. Decided from the
+        source address and the length only: nothing is parsed yet.
+        """
+        counts = self.counts
+        access = self._access
+        if access is not None and not access.permits(addr):
+            self._sample(DropReason.ACL_DENIED, addr)
+            if self._kod_deny:
+                counts[Counter.KOD_DENY] += 1
+                return self._sent(kiss_of_death(data, KissCode.DENY))
+            counts[_DROP_ACL_DENIED] += 1
+            return DropReason.ACL_DENIED
+        limiter = self._limiter
+        if limiter is not None:
+            assert self._monotonic is not None  # checked in __init__
+            decision = limiter.check(addr, self._monotonic())
+            if decision:  # DROP or KOD
+                self._sample(DropReason.RATE_LIMITED, addr)
+                if decision == KOD:
+                    counts[Counter.KOD_RATE] += 1
+                    return self._sent(kiss_of_death(data, KissCode.RATE))
+                counts[_DROP_RATE_LIMITED] += 1
+                return DropReason.RATE_LIMITED
+        if self._require_auth and len(data) == HEADER_LEN:
+            self._sample(DropReason.AUTH_REQUIRED, addr)
+            counts[_DROP_AUTH_REQUIRED] += 1
+            return DropReason.AUTH_REQUIRED
+        return None
+
+    def _sent(self, response: bytes) -> bytes:
+        self.counts[1] += 1  # Counter.RESPONDED
+        self.counts[13] += len(response)  # Counter.SENT_BYTES
+        return response
 
     def _refresh(self, now_ns: int) -> None:
         """Reload the served state if republished, and rebuild the template."""
@@ -174,18 +296,22 @@ class RequestPipeline:
         for version in range(8):
             self.first_byte[version] = (leap << 6) | (version << 3) | MODE_SERVER
 
-    def handle(self, data: bytes, rx_ns: int, port: int = 0) -> bytearray | DropReason:
+    def handle(
+        self, data: bytes, rx_ns: int, addr: str, port: int
+    ) -> bytearray | bytes | DropReason:
         """Answer one datagram.
 
         Args:
             data: the datagram as received.
             rx_ns: its receive time on the system clock, in ns (kernel
                 timestamp where available).
+            addr: the client's source address, as ``recvmsg`` gives it
+                (``"192.0.2.1"``, ``"2001:db8::1"``, ``"::ffff:192.0.2.1"``).
             port: the client's source port (NTPv1 mode-0 rule).
 
         Returns:
-            The response, in a buffer reused by the next call (send it
-            before calling again), or the reason it is dropped.
+            The response (a plain 48-octet one is a buffer reused by the next
+            call: send it before calling again), or the reason it is dropped.
         """
         counts = self.counts
         counts[0] += 1  # Counter.RECEIVED
@@ -216,11 +342,31 @@ class RequestPipeline:
                 return DropReason.MODE_PRIVATE
             counts[_DROP_BAD_MODE] += 1
             return DropReason.BAD_MODE
+        if self._guarded:
+            verdict = self._guard(data, addr)
+            if verdict is not None:
+                return verdict
+        auth: Authenticated | None = None
+        nak = False
         if n > HEADER_LEN:
-            reason = self._trailer_check(data)
-            if reason is not None:
-                counts[DROP_BASE + reason] += 1
-                return reason
+            found = authenticate(self._keys, data)
+            if found is None:
+                if self._require_auth:
+                    self._sample(DropReason.AUTH_REQUIRED, addr)
+                    counts[_DROP_AUTH_REQUIRED] += 1
+                    return DropReason.AUTH_REQUIRED
+            elif found is BAD_AUTH:
+                self._sample(DropReason.AUTH_FAILED, addr)
+                if not self._crypto_nak:
+                    counts[_DROP_AUTH_FAILED] += 1
+                    return DropReason.AUTH_FAILED
+                nak = True
+            elif isinstance(found, DropReason):
+                counts[DROP_BASE + found] += 1
+                return found
+            else:
+                assert isinstance(found, Authenticated)
+                auth = found
         counts[1 + version] += 1  # Counter.REQUEST_V1..V4
 
         if rx_ns - self._template_ns > _TEMPLATE_MAX_AGE_NS or (
@@ -258,9 +404,75 @@ class RequestPipeline:
         _RX_TX.pack_into(
             out, 32, rx64, (((sec + _NTP_UNIX_OFFSET) & _U32) << 32) | ((ns << 32) // _NS)
         )
+        if auth is not None:
+            # The MAC covers the finished header, transmit timestamp included.
+            counts[Counter.AUTHENTICATED] += 1
+            return self._sent(sign_response(out, auth))
+        if nak:
+            counts[Counter.CRYPTO_NAK] += 1
+            return self._sent(bytes(out) + CRYPTO_NAK_TRAILER)
         counts[1] += 1  # Counter.RESPONDED
         counts[13] += HEADER_LEN  # Counter.SENT_BYTES
         return out
+
+
+_EVENT_COUNTERS: dict[DropReason, tuple[int, int, str, str]] = {
+    # kind: (drop counter, answered counter, what happened, how it was answered)
+    DropReason.ACL_DENIED: (
+        _DROP_ACL_DENIED,
+        int(Counter.KOD_DENY),
+        "requests refused by the access list",
+        "DENY kisses",
+    ),
+    DropReason.RATE_LIMITED: (
+        _DROP_RATE_LIMITED,
+        int(Counter.KOD_RATE),
+        "requests over the rate limit",
+        "RATE kisses",
+    ),
+    DropReason.AUTH_FAILED: (
+        _DROP_AUTH_FAILED,
+        int(Counter.CRYPTO_NAK),
+        "requests with an unknown key or a bad MAC",
+        "crypto-NAKs",
+    ),
+    DropReason.AUTH_REQUIRED: (
+        _DROP_AUTH_REQUIRED,
+        -1,
+        "unauthenticated requests refused",
+        "",
+    ),
+}
+
+
+def security_summary(
+    before: list[int], after: list[int], samples: dict[DropReason, list[str]]
+) -> list[tuple[DropReason, str, tuple[object, ...]]]:
+    """Log lines (kind, format, args) for the security events between two counter snapshots.
+
+    One line per kind that happened, with its count, how many were answered
+    (kisses, crypto-NAKs) and the sampled source addresses. The caller logs
+    them with ``log.log(level, fmt, *args)`` so that the logging setup escapes
+    every argument, and empties ``samples`` afterwards.
+    """
+    lines: list[tuple[DropReason, str, tuple[object, ...]]] = []
+    for kind, (drop, answered, what, how) in _EVENT_COUNTERS.items():
+        dropped = after[drop] - before[drop]
+        kissed = after[answered] - before[answered] if answered >= 0 else 0
+        if dropped + kissed <= 0:
+            continue
+        examples = ", ".join(samples.get(kind, ()))
+        if how:
+            lines.append(
+                (
+                    kind,
+                    "%d %s (%d answered with %s), from e.g. %s",
+                    (dropped + kissed, what, kissed, how, examples),
+                )
+            )
+        else:
+            lines.append((kind, "%d %s, from e.g. %s", (dropped, what, examples)))
+    return lines
 
 
 # handle() indexes counters by literal for speed; keep those literals honest.

@@ -233,15 +233,15 @@ def test_unknown_key_warns_and_is_ignored() -> None:
 
 def test_inactive_keys_are_those_set_but_not_active() -> None:
     loaded = parse_config_text(
-        "[network]\nlisten_port = 5\nmax_clients = 9\n"
-        "[security]\nkod_deny = true\n"
+        "[network]\nlisten_port = 5\nenable_keepalive = true\n"
+        "[security]\nenable_dns_validation = true\nkod_deny = true\n"
         "[maintenance]\nmaintenance_mode = false\n",
         env={},
     )
     assert loaded.inactive == (
         "maintenance.maintenance_mode",
-        "network.max_clients",
-        "security.kod_deny",
+        "network.enable_keepalive",
+        "security.enable_dns_validation",
     )
     assert parse_config_text("[network]\nlisten_port = 5\n", env={}).inactive == ()
 
@@ -317,8 +317,8 @@ def test_env_override_replaces_file_value_and_says_so() -> None:
 
 
 def test_env_override_counts_as_set_for_inactive() -> None:
-    loaded = parse_config_text("", env={"SIMPLE_NTPD_SECURITY__KOD_DENY": "true"})
-    assert loaded.inactive == ("security.kod_deny",)
+    loaded = parse_config_text("", env={"SIMPLE_NTPD_SECURITY__ENABLE_DNS_VALIDATION": "true"})
+    assert loaded.inactive == ("security.enable_dns_validation",)
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from simple_ntpd.server.pipeline import RequestPipeline, ntp64, short_format
 from simple_ntpd.stats import DROP_BASE, Counter
 
 HDR = struct.Struct("!BBbbII4sQQQQ")
+CLIENT = "192.0.2.10"  # a client source address (RFC 5737 documentation range)
 T0 = 1_780_000_000 * 10**9  # 2026-05-28, system time in ns
 SYNC = ServedClockState(
     leap=0,
@@ -75,7 +76,7 @@ def fields(resp: bytes) -> dict[str, int | bytes]:
 
 def test_v4_request_gets_a_full_server_response() -> None:
     p, _, _ = make()
-    out = p.handle(request(), T0)
+    out = p.handle(request(), T0, CLIENT, 50000)
     assert isinstance(out, bytearray) and len(out) == 48
     f = fields(bytes(out))
     assert f["mode"] == 4 and f["version"] == 4 and f["leap"] == 0
@@ -93,14 +94,14 @@ def test_v4_request_gets_a_full_server_response() -> None:
 def test_versions_1_to_4_are_echoed() -> None:
     p, _, _ = make()
     for v in (1, 2, 3, 4):
-        f = fields(bytes(p.handle(request(version=v), T0)))  # type: ignore[arg-type]
+        f = fields(bytes(p.handle(request(version=v), T0, CLIENT, 50000)))  # type: ignore[arg-type]
         assert f["version"] == v and f["mode"] == 4
         assert p.counts[Counter.REQUEST_V1 + v - 1] == 1
 
 
 def test_minimal_sntp_request_with_zero_fields_is_answered() -> None:
     p, _, _ = make()
-    out = p.handle(HDR.pack(0x23, 0, 0, 0, 0, 0, b"\0" * 4, 0, 0, 0, 0), T0)
+    out = p.handle(HDR.pack(0x23, 0, 0, 0, 0, 0, b"\0" * 4, 0, 0, 0, 0), T0, CLIENT, 50000)
     assert isinstance(out, bytearray)
     f = fields(bytes(out))
     assert f["poll"] == 0 and f["org"] == 0 and f["mode"] == 4 and f["version"] == 4
@@ -108,10 +109,10 @@ def test_minimal_sntp_request_with_zero_fields_is_answered() -> None:
 
 def test_ntpv1_mode0_answered_unless_from_port_123() -> None:
     p, _, _ = make()
-    out = p.handle(request(version=1, mode=0), T0, port=40000)
+    out = p.handle(request(version=1, mode=0), T0, CLIENT, 40000)
     assert isinstance(out, bytearray) and fields(bytes(out))["mode"] == 4
-    assert p.handle(request(version=1, mode=0), T0, port=123) is DropReason.BAD_MODE
-    assert p.handle(request(version=2, mode=0), T0, port=40000) is DropReason.BAD_MODE
+    assert p.handle(request(version=1, mode=0), T0, CLIENT, 123) is DropReason.BAD_MODE
+    assert p.handle(request(version=2, mode=0), T0, CLIENT, 40000) is DropReason.BAD_MODE
 
 
 def test_only_client_requests_are_answered() -> None:
@@ -125,19 +126,19 @@ def test_only_client_requests_are_answered() -> None:
         7: DropReason.MODE_PRIVATE,
     }
     for mode, reason in expect.items():
-        assert p.handle(request(mode=mode), T0) is reason
+        assert p.handle(request(mode=mode), T0, CLIENT, 50000) is reason
         assert p.counts[DROP_BASE + reason] >= 1
     assert p.counts[Counter.RESPONDED] == 0
 
 
 def test_bad_versions_and_lengths_dropped_and_counted() -> None:
     p, _, _ = make()
-    assert p.handle(request(version=0), T0) is DropReason.BAD_VERSION
-    assert p.handle(request(version=5), T0) is DropReason.BAD_VERSION
-    assert p.handle(request(version=7), T0) is DropReason.BAD_VERSION
-    assert p.handle(b"", T0) is DropReason.TOO_SHORT
-    assert p.handle(request()[:47], T0) is DropReason.TOO_SHORT
-    assert p.handle(request() + b"\0" * 2100, T0) is DropReason.TOO_LONG
+    assert p.handle(request(version=0), T0, CLIENT, 50000) is DropReason.BAD_VERSION
+    assert p.handle(request(version=5), T0, CLIENT, 50000) is DropReason.BAD_VERSION
+    assert p.handle(request(version=7), T0, CLIENT, 50000) is DropReason.BAD_VERSION
+    assert p.handle(b"", T0, CLIENT, 50000) is DropReason.TOO_SHORT
+    assert p.handle(request()[:47], T0, CLIENT, 50000) is DropReason.TOO_SHORT
+    assert p.handle(request() + b"\0" * 2100, T0, CLIENT, 50000) is DropReason.TOO_LONG
     assert p.counts[DROP_BASE + DropReason.BAD_VERSION] == 3
     assert p.counts[DROP_BASE + DropReason.TOO_SHORT] == 2
     assert p.counts[Counter.RECEIVED] == 6
@@ -145,34 +146,34 @@ def test_bad_versions_and_lengths_dropped_and_counted() -> None:
 
 def test_unsynchronized_server_says_leap3_stratum0() -> None:
     p, _, _ = make(state=None)
-    f = fields(bytes(p.handle(request(), T0)))  # type: ignore[arg-type]
+    f = fields(bytes(p.handle(request(), T0, CLIENT, 50000)))  # type: ignore[arg-type]
     assert f["leap"] == 3 and f["stratum"] == 0
     assert p.counts[Counter.UNSYNCHRONIZED_RESPONSES] == 1
     # a state that says leap 3 but some stratum is still served as stratum 0
     p2, _, _ = make(state=SYNC.with_changes(leap=3))
-    assert fields(bytes(p2.handle(request(), T0)))["stratum"] == 0  # type: ignore[arg-type]
+    assert fields(bytes(p2.handle(request(), T0, CLIENT, 50000)))["stratum"] == 0  # type: ignore[arg-type]
 
 
 def test_republished_state_is_picked_up_immediately() -> None:
     p, writer, _ = make()
-    assert fields(bytes(p.handle(request(), T0)))["stratum"] == 2  # type: ignore[arg-type]
+    assert fields(bytes(p.handle(request(), T0, CLIENT, 50000)))["stratum"] == 2  # type: ignore[arg-type]
     writer.publish(SYNC.with_changes(stratum=5, leap=1))
-    f = fields(bytes(p.handle(request(), T0 + 1)))  # type: ignore[arg-type]
+    f = fields(bytes(p.handle(request(), T0 + 1, CLIENT, 50000)))  # type: ignore[arg-type]
     assert f["stratum"] == 5 and f["leap"] == 1
 
 
 def test_correction_applies_to_receive_and_transmit() -> None:
     st_ = SYNC.with_changes(offset_ns=250_000_000, freq=1e-5, t0_ns=T0)
     p, _, _ = make(st_, clock_at=T0 + 10**9)
-    f = fields(bytes(p.handle(request(), T0)))  # type: ignore[arg-type]
+    f = fields(bytes(p.handle(request(), T0, CLIENT, 50000)))  # type: ignore[arg-type]
     assert f["rec"] == ntp64(T0 + 250_000_000)
     assert f["xmt"] == ntp64(T0 + 10**9 + 250_000_000 + 10_000)
 
 
 def test_root_dispersion_grows_with_age() -> None:
     p, _, _ = make()
-    first = fields(bytes(p.handle(request(), T0)))["rdisp"]  # type: ignore[arg-type]
-    later = fields(bytes(p.handle(request(), T0 + 100 * 10**9)))["rdisp"]  # type: ignore[arg-type]
+    first = fields(bytes(p.handle(request(), T0, CLIENT, 50000)))["rdisp"]  # type: ignore[arg-type]
+    later = fields(bytes(p.handle(request(), T0 + 100 * 10**9, CLIENT, 50000)))["rdisp"]  # type: ignore[arg-type]
     assert later == short_format(0.020 + 15e-6 * 100)
     assert later > first  # type: ignore[operator]
 
@@ -181,7 +182,7 @@ def test_root_dispersion_grows_with_age() -> None:
 @given(data=st.binary(min_size=0, max_size=300), port=st.integers(0, 65535))
 def test_any_bytes_never_raise_and_never_amplify(data: bytes, port: int) -> None:
     p, _, _ = make()
-    out = p.handle(data, T0, port)
+    out = p.handle(data, T0, CLIENT, port)
     if isinstance(out, DropReason):
         assert sum(p.counts[DROP_BASE:]) == 1
     else:
