@@ -317,8 +317,40 @@ def test_leap_second_announced_served_and_applied_once() -> None:
     a, b = backwards[0]
     assert a.true_ns < midnight <= b.true_ns
     assert b.served_ns - a.served_ns == pytest.approx(-NS + (b.true_ns - a.true_ns), abs=MS)
-    window = sim.probes_between(start + 60 * NS, start + HOUR + HOUR // 2)
-    assert worst(window) < 1 * MS
+    assert worst(outside_leap(sim.probes_between(start + 60 * NS, start + 90 * 60 * NS))) < MS
+
+
+def outside_leap(probes: list[Probe]) -> list[Probe]:
+    """Probes not within 1 ms of the leap: a clock that is off by a few hundred us inserts
+    its second that much before or after true midnight, and a probe in between sees 1 s."""
+    midnight = calendar.timegm((2017, 1, 1, 0, 0, 0)) * NS
+    return [p for p in probes if abs(p.true_ns - midnight) > MS]
+
+
+def test_leap_second_with_discipline_system_clock_is_inserted_by_the_kernel_once() -> None:
+    midnight = calendar.timegm((2017, 1, 1, 0, 0, 0)) * NS
+    start = midnight - HOUR
+    params = TimekeepingParams(min_poll=4, max_poll=10, discipline_system_clock=True)
+    sim = run(
+        good_servers(4),
+        HOUR + HOUR // 2,
+        seed=23,
+        params=params,
+        start_ns=start,
+        leap_at_ns=midnight,
+        leap_announce_from_ns=start,
+        local_freq_ppm=25.0,
+        probe_interval_ns=300 * 1_000_000,
+    )
+    assert sim.kernel is not None
+    assert sim.kernel.leaps_applied == 1 and sim.system.leaps_applied == 1
+    assert {p.state.leap for p in sim.probes_between(start + 60 * NS, midnight - NS)} == {1}
+    assert {p.state.leap for p in sim.probes_between(midnight + 5 * NS, start + 90 * 60 * NS)} == {
+        0
+    }
+    backwards = [(a, b) for a, b in itertools.pairwise(sim.probes) if b.served_ns < a.served_ns]
+    assert len(backwards) == 1
+    assert worst(outside_leap(sim.probes_between(start + 60 * NS, start + 90 * 60 * NS))) < MS
 
 
 # --- discipline_system_clock --------------------------------------------------------------------
