@@ -66,7 +66,7 @@ from simple_ntpd.stats import (
 )
 from simple_ntpd.wire.constants import KissCode
 from simple_ntpd.wire.kod import make_kod
-from simple_ntpd.wire.packet import decode_packet, encode_header
+from simple_ntpd.wire.packet import decode_packet, encode_header, try_decode_packet
 
 # RFC 5905 section 7.3: the header is 48 bytes.
 HEADER_LEN = 48
@@ -103,7 +103,7 @@ _DROP_AUTH_FAILED = DROP_BASE + DropReason.AUTH_FAILED
 _DROP_AUTH_REQUIRED = DROP_BASE + DropReason.AUTH_REQUIRED
 
 SAMPLES_PER_KIND = 4
-"""Source addresses remembered per security event kind between two log summaries."""
+"""Distinct source addresses remembered per security event kind between two log summaries."""
 SECURITY_EVENTS = (
     DropReason.ACL_DENIED,
     DropReason.RATE_LIMITED,
@@ -123,7 +123,16 @@ def ntp64(unix_ns: int) -> int:
     return (((sec + _NTP_UNIX_OFFSET) & _U32) << 32) | ((ns << 32) // _NS)
 
 
-def kiss_of_death(data: bytes, code: KissCode) -> bytes:
+def kissable(data: bytes | memoryview) -> bool:
+    """Whether a request whose header passed the checks is well-formed enough to be kissed.
+
+    The kiss decisions come before trailer parsing; a malformed trailer must
+    still never be answered, so the rare kiss path validates it here.
+    """
+    return len(data) == HEADER_LEN or not isinstance(try_decode_packet(data), DropReason)
+
+
+def kiss_of_death(data: bytes | memoryview, code: KissCode) -> bytes:
     """The 48-octet kiss-o'-death answering request ``data`` (at least 48 octets).
 
     Built with the codec (:func:`simple_ntpd.wire.kod.make_kod`): kisses are
@@ -226,10 +235,10 @@ class RequestPipeline:
 
     def _sample(self, kind: DropReason, addr: str) -> None:
         samples = self.samples[kind]
-        if len(samples) < SAMPLES_PER_KIND:
+        if len(samples) < SAMPLES_PER_KIND and addr not in samples:
             samples.append(addr)
 
-    def _guard(self, data: bytes, addr: str) -> bytes | DropReason | None:
+    def _guard(self, data: bytes | memoryview, addr: str) -> bytes | DropReason | None:
         """Access list, then rate limit, then "authentication required" for bare headers.
 
         Returns None to go on, or what ``handle`` returns. Decided from the
@@ -239,7 +248,7 @@ class RequestPipeline:
         access = self._access
         if access is not None and not access.permits(addr):
             self._sample(DropReason.ACL_DENIED, addr)
-            if self._kod_deny:
+            if self._kod_deny and kissable(data):
                 counts[Counter.KOD_DENY] += 1
                 return self._sent(kiss_of_death(data, KissCode.DENY))
             counts[_DROP_ACL_DENIED] += 1
@@ -250,7 +259,7 @@ class RequestPipeline:
             decision = limiter.check(addr, self._monotonic())
             if decision:  # DROP or KOD
                 self._sample(DropReason.RATE_LIMITED, addr)
-                if decision == KOD:
+                if decision == KOD and kissable(data):
                     counts[Counter.KOD_RATE] += 1
                     return self._sent(kiss_of_death(data, KissCode.RATE))
                 counts[_DROP_RATE_LIMITED] += 1
@@ -297,7 +306,7 @@ class RequestPipeline:
             self.first_byte[version] = (leap << 6) | (version << 3) | MODE_SERVER
 
     def handle(
-        self, data: bytes, rx_ns: int, addr: str, port: int
+        self, data: bytes | memoryview, rx_ns: int, addr: str, port: int
     ) -> bytearray | bytes | DropReason:
         """Answer one datagram.
 
@@ -349,7 +358,8 @@ class RequestPipeline:
         auth: Authenticated | None = None
         nak = False
         if n > HEADER_LEN:
-            found = authenticate(self._keys, data)
+            # The worker may pass a view into its receive buffer: copy on this rare path.
+            found = authenticate(self._keys, bytes(data))
             if found is None:
                 if self._require_auth:
                     self._sample(DropReason.AUTH_REQUIRED, addr)
