@@ -1,4 +1,4 @@
-"""The atheris harness's entry point runs (without atheris) on random inputs: the harness stays usable."""
+"""The atheris harness entry point runs without atheris on random inputs, so it stays usable."""
 
 from __future__ import annotations
 
