@@ -523,9 +523,19 @@ class LoggingSection(BaseModel):
     log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = Field(
         "text", description="text (one line per record) or json (one object per line)."
     )
-    log_performance_metrics: bool = Field(False, description="Log periodic performance figures.")
+    log_performance_metrics: bool = Field(
+        False,
+        description=(
+            "Log a summary line every stats_export_interval seconds: requests/s, drops/s, "
+            "processing time p50/p99."
+        ),
+    )
     log_client_queries: bool = Field(
-        False, description="Log every client request (verbose; for debugging)."
+        False,
+        description=(
+            "Log every client request at INFO, one line each (costs several microseconds per "
+            "request; for debugging)."
+        ),
     )
     log_sync_events: bool = Field(True, description="Log source selection, steps and slews.")
     enable_syslog: bool = Field(False, description="Also send records to syslog.")
@@ -551,12 +561,20 @@ class MonitoringSection(BaseModel):
 
     model_config = _MODEL
 
-    enable_metrics: bool = Field(False, description="Serve Prometheus metrics on /metrics.")
+    enable_metrics: bool = Field(
+        False, description="Serve Prometheus metrics on /metrics (and /health, /status)."
+    )
     metrics_port: Port = Field(8080, description="TCP port of the metrics/health listener.")
     metrics_address: IpAddress = Field(
         "127.0.0.1", description="Address of the metrics/health listener."
     )
-    enable_health_check: bool = Field(False, description="Serve /health on the metrics listener.")
+    enable_health_check: bool = Field(
+        False,
+        description=(
+            "Self-check with a real NTP query to our own socket, fed into /health; also "
+            "serves /health and /status without enable_metrics."
+        ),
+    )
     health_check_interval: Seconds = Field(30.0, description="Seconds between self-checks.")
     health_check_timeout: Seconds = Field(10.0, description="A self-check fails after, seconds.")
     enable_snmp: bool = Field(False, description="Run the SNMP (AgentX) subagent, NTPv4-MIB.")
@@ -570,7 +588,10 @@ class MonitoringSection(BaseModel):
         "json", description="Format of exported statistics."
     )
     stats_export_interval: int = Field(
-        300, ge=1, le=86400, description="Seconds between statistics exports."
+        300,
+        ge=1,
+        le=86400,
+        description="Seconds between statistics exports (and performance log lines).",
     )
     stats_directory: str = Field(
         "/var/lib/simple-ntpd/stats", min_length=1, description="Where statistics are written."
@@ -688,6 +709,22 @@ ACTIVE_KEYS: frozenset[str] = frozenset(
         "logging.syslog_tag",
         "logging.log_include_hostname",
         "monitoring.control_socket",
+        "monitoring.enable_metrics",
+        "monitoring.metrics_port",
+        "monitoring.metrics_address",
+        "monitoring.enable_health_check",
+        "monitoring.health_check_interval",
+        "monitoring.health_check_timeout",
+        "monitoring.enable_statistics",
+        "monitoring.stats_retention_days",
+        "monitoring.stats_export_format",
+        "monitoring.stats_export_interval",
+        "monitoring.stats_directory",
+        "logging.log_performance_metrics",
+        "logging.log_client_queries",
+        "logging.log_sync_events",
+        "maintenance.maintenance_mode",
+        "maintenance.drain_timeout",
         "network.max_clients",
         "network.max_connections_per_second",
         "ntp_server.auth_key_file",

@@ -37,8 +37,17 @@ from types import MappingProxyType
 from typing import Any, TextIO
 
 from simple_ntpd.errors import SimpleNtpdError
+from simple_ntpd.reasons import DropReason
 
 ROOT_LOGGER = "simple_ntpd"
+QUERY_LOGGER = "simple_ntpd.queries"
+"""Workers log each client request here at INFO when ``log_client_queries`` is on."""
+SYNC_LOGGER = "simple_ntpd.sync"
+"""Timekeeping logs source selection, steps and slews here; ``log_sync_events = false``
+keeps only its warnings and errors."""
+PERFORMANCE_LOGGER = "simple_ntpd.performance"
+"""The main process's periodic summary lines (``log_performance_metrics``)."""
+_OFF = logging.CRITICAL + 10
 
 OUTPUTS = ("console", "file", "syslog")
 FORMATS = ("text", "json")
@@ -304,6 +313,8 @@ def setup_logging(
     syslog_address: str = "/dev/log",
     include_hostname: bool = True,
     stream: TextIO | None = None,
+    log_client_queries: bool = False,
+    log_sync_events: bool = True,
 ) -> None:
     """Configure the ``simple_ntpd`` logger, replacing what an earlier call installed.
 
@@ -314,6 +325,11 @@ def setup_logging(
     :class:`LoggingSetupError` and keeps the previous handlers when a value is
     invalid or the log file cannot be opened. A local syslog socket that is not
     there yet is not an error (as with openlog(3)): lines reach it once it is.
+
+    ``log_client_queries`` opens :data:`QUERY_LOGGER` at INFO whatever ``level``
+    is (an explicit request for those lines); off, it is closed entirely.
+    ``log_sync_events = false`` raises :data:`SYNC_LOGGER` to WARNING. Forked
+    workers inherit these levels, so the data plane tests one cached flag.
     """
     numeric_level = _level(level)
     if output not in OUTPUTS:
@@ -361,6 +377,8 @@ def setup_logging(
         handler.close()
     _State.handlers = built
     logger.setLevel(numeric_level)
+    logging.getLogger(QUERY_LOGGER).setLevel(logging.INFO if log_client_queries else _OFF)
+    logging.getLogger(SYNC_LOGGER).setLevel(logging.NOTSET if log_sync_events else logging.WARNING)
 
 
 def reopen_logs() -> None:
@@ -381,3 +399,29 @@ def shutdown_logging() -> None:
         logger.removeHandler(handler)
         handler.close()
     _State.handlers = []
+
+
+def describe_query(
+    addr: str, port: int, data: bytes, outcome: object
+) -> tuple[str, dict[str, Any]]:
+    """Message and fields of one client-query log line (``log_client_queries``).
+
+    Bounded whatever the client sent: the address and port as the kernel gave
+    them, the version and mode from the first octet, the length, and the
+    outcome (``response`` or the drop reason); never the request's bytes.
+    """
+    b0 = data[0] if data else 0
+    version, mode = (b0 >> 3) & 7, b0 & 7
+    result = "dropped: " + outcome.name.lower() if isinstance(outcome, DropReason) else "response"
+    fields: dict[str, Any] = {
+        "client": addr,
+        "port": port,
+        "version": version,
+        "mode": mode,
+        "length": len(data),
+        "outcome": result,
+    }
+    return (
+        f"query from {addr} port {port}: v{version} mode {mode}, {len(data)} octets, {result}",
+        fields,
+    )

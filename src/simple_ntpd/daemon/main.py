@@ -49,6 +49,8 @@ def apply_logging(loaded: LoadedConfig, level_override: str | None) -> None:
         syslog_facility=lc.syslog_facility,
         syslog_tag=lc.syslog_tag,
         include_hostname=lc.log_include_hostname,
+        log_client_queries=lc.log_client_queries,
+        log_sync_events=lc.log_sync_events,
     )
 
 
@@ -164,7 +166,11 @@ def run(args: argparse.Namespace, *, default_config_path: str) -> int:
                 net.listen_port,
             )
         )
+    from simple_ntpd.runtime.observability import Observability
+
     try:
+        # Socket activation, HTTP listener, health, systemd notify, statistics.
+        Observability.attach(sup)
         asyncio.run(sup.run())
     except OSError as exc:
         log.error("cannot serve: %s", exc)

@@ -6,7 +6,8 @@ NTP query to our own socket), and gets back an HTTP status and a JSON body.
 
 200 means "this server answers with synchronized time that is good enough";
 503 means "take me out of rotation", with every reason that applies, the first
-being the most important: ``maintenance`` (the operator drains the node),
+being the most important: ``draining`` (SIGTERM received, the daemon serves
+for ``drain_timeout`` more seconds), ``maintenance`` (the operator drains the node),
 ``unsynchronized`` (leap 3: no usable reference), ``self-check failed`` (our
 own socket did not answer correctly), ``root distance too large`` (the error
 bound we would serve exceeds ``max_root_distance``).
@@ -25,6 +26,7 @@ MAXDIST = 1.5
 HTTP_OK = 200
 HTTP_SERVICE_UNAVAILABLE = 503
 
+REASON_DRAINING = "draining"
 REASON_MAINTENANCE = "maintenance"
 REASON_UNSYNCHRONIZED = "unsynchronized"
 REASON_SELF_CHECK = "self-check failed"
@@ -43,6 +45,7 @@ def health(
     maintenance: bool,
     self_check_ok: bool | None,
     max_root_distance: float,
+    draining: bool = False,
 ) -> tuple[int, dict[str, Any]]:
     """(HTTP status, JSON-ready body) for ``/health``.
 
@@ -54,6 +57,8 @@ def health(
     """
     distance = root_distance(state, now_ns)
     reasons: list[str] = []
+    if draining:
+        reasons.append(REASON_DRAINING)
     if maintenance:
         reasons.append(REASON_MAINTENANCE)
     if not state.synchronized:
@@ -72,6 +77,7 @@ def health(
         "root_distance": distance,
         "max_root_distance": max_root_distance,
         "maintenance": maintenance,
+        "draining": draining,
         "self_check": {None: "unknown", True: "ok", False: "failed"}[self_check_ok],
     }
     if reasons:

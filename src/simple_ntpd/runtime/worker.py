@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from simple_ntpd.daemon.logging_setup import QUERY_LOGGER, describe_query
 from simple_ntpd.reasons import DropReason
 from simple_ntpd.runtime.shm import SharedRegion
 from simple_ntpd.runtime.sockets import IP_PKTINFO, SO_TIMESTAMPNS, socket_is_wildcard
@@ -28,6 +29,7 @@ from simple_ntpd.server.policy import SecurityPolicy
 from simple_ntpd.stats import DROP_BASE, Counter
 
 log = logging.getLogger(__name__)
+_query_log = logging.getLogger(QUERY_LOGGER)
 
 IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 _TIMESPEC = struct.Struct("@qq")
@@ -100,6 +102,8 @@ def run_worker(spec: WorkerSpec, region: SharedRegion, make_pipeline: type[Reque
         by_fd[sock.fileno()] = (sock, socket_is_wildcard(sock))
 
     handle = pipeline.handle
+    # log_client_queries: the main process set the level before forking us.
+    log_queries = _query_log.isEnabledFor(logging.INFO)
     time_ns = time.time_ns
     unpack_ts = _TIMESPEC.unpack
     ts_level, ts_type = socket.SOL_SOCKET, SO_TIMESTAMPNS
@@ -142,6 +146,8 @@ def run_worker(spec: WorkerSpec, region: SharedRegion, make_pipeline: type[Reque
                     if not rx_ns:
                         rx_ns = time_ns()
                     out = handle(data, rx_ns, addr[0], addr[1])
+                    if log_queries:
+                        _log_query(addr, data, out)
                     if isinstance(out, DropReason):
                         continue
                     try:
@@ -175,6 +181,11 @@ def _log_security_summary(index: int, before: list[int], pipeline: RequestPipeli
         log.log(_SUMMARY_LEVELS[kind], "worker %d: security: " + fmt, index, *args)
     for samples in pipeline.samples.values():
         samples.clear()
+
+
+def _log_query(addr: tuple[str, int], data: bytes, out: object) -> None:
+    message, fields = describe_query(addr[0], addr[1], data, out)
+    _query_log.info("%s", message, extra={"fields": fields})
 
 
 def _reply_pktinfo(pktinfo: tuple[int, int, bytes]) -> tuple[int, int, bytes]:

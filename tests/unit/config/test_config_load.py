@@ -235,11 +235,11 @@ def test_inactive_keys_are_those_set_but_not_active() -> None:
     loaded = parse_config_text(
         "[network]\nlisten_port = 5\nenable_keepalive = true\n"
         "[security]\nenable_dns_validation = true\nkod_deny = true\n"
-        "[maintenance]\nmaintenance_mode = false\n",
+        "[monitoring]\nsnmp_location = \"rack 1\"\n",
         env={},
     )
     assert loaded.inactive == (
-        "maintenance.maintenance_mode",
+        "monitoring.snmp_location",
         "network.enable_keepalive",
         "security.enable_dns_validation",
     )

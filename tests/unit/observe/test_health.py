@@ -101,3 +101,12 @@ def test_200_exactly_when_nothing_is_wrong(
     assert (code == 200) == healthy
     assert (body["reasons"] == []) == healthy
     assert code in (200, 503)
+
+
+def test_draining_comes_first() -> None:
+    code, body = check(draining=True, maintenance=True)
+    assert code == 503
+    assert body["reasons"][:2] == ["draining", "maintenance"]
+    assert body["reason"] == "draining" and body["draining"] is True
+    code, body = check()
+    assert code == 200 and body["draining"] is False
