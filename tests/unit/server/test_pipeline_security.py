@@ -393,3 +393,29 @@ def test_default_config_policy_is_unguarded() -> None:
     pol = policy_from_config(parse_config_text("", env={}).config, None)
     assert pol == SecurityPolicy(crypto_nak=True)
     assert not pol.guarded
+
+
+def test_worker_summary_logs_through_logging_args(caplog: pytest.LogCaptureFixture) -> None:
+    from simple_ntpd.runtime.worker import _log_security_summary
+
+    p, _ = make(SecurityPolicy(rate_limit=LIMIT, keys=_store("ntpdig")))
+    before = list(p.counts)
+    for _ in range(30):
+        p.handle(request(), T0, "198.51.100.77", 1)
+    bad = bytearray(bytes.fromhex(CAPTURED["ntpdig"]["packets"]["2"]))
+    bad[-1] ^= 1
+    p.handle(bytes(bad), T0, "2001:db8::66", 1)
+    with caplog.at_level("INFO", logger="simple_ntpd.runtime.worker"):
+        _log_security_summary(3, before, p)
+    records = {r.getMessage() for r in caplog.records}
+    assert (
+        "worker 3: security: 20 requests over the rate limit "
+        "(5 answered with RATE kisses), from e.g. 198.51.100.77" in records
+    )
+    assert (
+        "worker 3: security: 1 requests with an unknown key or a bad MAC "
+        "(1 answered with crypto-NAKs), from e.g. 2001:db8::66" in records
+    )
+    # Addresses are arguments, never part of the format string (the log setup escapes them).
+    assert all("198.51" not in str(r.msg) for r in caplog.records)
+    assert all(not samples for samples in p.samples.values())
