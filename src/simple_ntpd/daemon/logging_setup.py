@@ -225,6 +225,24 @@ class SizeRotatingFileHandler(_Reopenable, logging.handlers.RotatingFileHandler)
         self._follow()
         return False
 
+    def owned(self) -> bool:
+        """True in the process that created the handler (the only one that rotates)."""
+        return os.getpid() == self._owner_pid
+
+    def rotate_if_over(self) -> int:
+        """Rotate now if the file on disk is at least ``maxBytes``; 1 if rotated."""
+        if self.maxBytes <= 0:
+            return 0
+        try:
+            size = os.stat(self.baseFilename).st_size
+        except FileNotFoundError:
+            return 0
+        if size < self.maxBytes:
+            return 0
+        with self.lock:
+            self.doRollover()
+        return 1
+
     def _follow(self) -> None:
         stream = self.stream
         try:
@@ -379,6 +397,21 @@ def setup_logging(
     logger.setLevel(numeric_level)
     logging.getLogger(QUERY_LOGGER).setLevel(logging.INFO if log_client_queries else _OFF)
     logging.getLogger(SYNC_LOGGER).setLevel(logging.NOTSET if log_sync_events else logging.WARNING)
+
+
+def rotate_logs_if_needed() -> int:
+    """Rotate every size-rotated log file of this process that is at or over its size.
+
+    Rotation otherwise happens only when the rotating (main) process itself writes
+    a line, and with ``log_client_queries`` most lines come from the workers; the
+    main process calls this periodically so the file cannot grow far past
+    ``max_file_size``. Returns how many files were rotated.
+    """
+    rotated = 0
+    for handler in _State.handlers:
+        if isinstance(handler, SizeRotatingFileHandler) and handler.owned():
+            rotated += handler.rotate_if_over()
+    return rotated
 
 
 def reopen_logs() -> None:

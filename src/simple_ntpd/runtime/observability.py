@@ -34,6 +34,7 @@ from typing import Any
 
 from simple_ntpd.config.schema import Config
 from simple_ntpd.daemon import systemd
+from simple_ntpd.daemon.logging_setup import rotate_logs_if_needed
 from simple_ntpd.observe.health import MAXDIST, health
 from simple_ntpd.observe.prometheus import NtpCollector, latency_from_totals
 from simple_ntpd.observe.selfcheck import SelfCheckResult, judge_reply, self_check_request
@@ -57,6 +58,8 @@ from simple_ntpd.stats import Counter, named_counters
 log = logging.getLogger(__name__)
 perf_log = logging.getLogger("simple_ntpd.performance")
 
+LOG_ROTATION_CHECK_S = 1.0
+"""How often the size of rotated log files is checked (one stat per file)."""
 STATUS_INTERVAL_S = 10.0
 """How often STATUS= is refreshed for ``systemctl status`` (only under systemd)."""
 
@@ -160,6 +163,7 @@ class Observability:
         await self._apply_http(self.config)
         self._spawn("self-check", self._self_check_loop())
         self._spawn("periodic", self._periodic_loop())
+        self._spawn("log-rotation", self._rotation_loop())
         interval = self._watchdog_interval()
         if interval is not None:
             self._spawn("watchdog", self._watchdog_loop(interval / 2))
@@ -402,6 +406,12 @@ class Observability:
             await asyncio.sleep(
                 max(0.1, mon.health_check_interval) if mon.enable_health_check else 1.0
             )
+
+    async def _rotation_loop(self) -> None:
+        """Size rotation of log files the workers write to (see rotate_logs_if_needed)."""
+        while True:
+            await asyncio.sleep(LOG_ROTATION_CHECK_S)
+            rotate_logs_if_needed()
 
     async def _periodic_loop(self) -> None:
         """Statistics export and performance lines, every ``stats_export_interval`` s."""
