@@ -239,8 +239,11 @@ class SizeRotatingFileHandler(_Reopenable, logging.handlers.RotatingFileHandler)
             return 0
         if size < self.maxBytes:
             return 0
-        with self.lock:
+        self.acquire()
+        try:
             self.doRollover()
+        finally:
+            self.release()
         return 1
 
     def _follow(self) -> None:

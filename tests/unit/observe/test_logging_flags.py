@@ -6,6 +6,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ from simple_ntpd.daemon.logging_setup import (
     QUERY_LOGGER,
     SYNC_LOGGER,
     describe_query,
+    rotate_logs_if_needed,
     setup_logging,
     shutdown_logging,
 )
@@ -70,3 +72,19 @@ def test_query_line_is_bounded_and_names_the_drop() -> None:
     assert len(message) < 120 and "\\x" not in message
     message, fields = describe_query("192.0.2.1", 1, b"", DropReason.TOO_SHORT)
     assert fields["version"] == 0 and "dropped: too_short" in message
+
+
+def test_periodic_size_check_rotates_lines_written_by_other_processes(tmp_path: Path) -> None:
+    log_file = tmp_path / "d.log"
+    setup_logging("INFO", "file", str(log_file), "text", max_file_size=100, max_files=2)
+    try:
+        assert rotate_logs_if_needed() == 0
+        # A worker (another process) appended past the size: no line of ours yet.
+        with open(log_file, "a") as f:
+            f.write("x" * 150 + "\n")
+        assert rotate_logs_if_needed() == 1
+        assert Path(f"{log_file}.1").stat().st_size == 151
+        assert log_file.stat().st_size == 0
+        assert rotate_logs_if_needed() == 0
+    finally:
+        shutdown_logging()
