@@ -47,9 +47,20 @@ def daemon(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
         yield d
 
 
+def best_of(host: str, port: int, version: int, n: int = 5) -> ntplib.NTPStats:
+    """The sample with the smallest delay, as ntpdate and chrony's filter choose.
+
+    On a loaded two-core machine one exchange can be delayed on the client
+    side between its timestamp and the send; the minimum-delay sample is not.
+    """
+    client = ntplib.NTPClient()
+    samples = [client.request(host, version=version, port=port, timeout=2) for _ in range(n)]
+    return min(samples, key=lambda r: r.delay)
+
+
 @pytest.mark.parametrize("version", [3, 4])
 def test_ntplib_accepts_server(daemon, version: int) -> None:  # type: ignore[no-untyped-def]
-    r = ntplib.NTPClient().request("127.0.0.1", version=version, port=daemon.port, timeout=2)
+    r = best_of("127.0.0.1", daemon.port, version)
     assert r.version == version and r.mode == 4
     assert r.stratum == 3 and r.leap == 0
     assert r.ref_id == int.from_bytes(REFID.encode(), "big")
@@ -58,7 +69,7 @@ def test_ntplib_accepts_server(daemon, version: int) -> None:  # type: ignore[no
 
 
 def test_ntplib_over_ipv6(daemon) -> None:  # type: ignore[no-untyped-def]
-    r = ntplib.NTPClient().request("::1", version=4, port=daemon.port, timeout=2)
+    r = best_of("::1", daemon.port, 4)
     assert r.stratum == 3 and abs(r.offset) < 0.001
 
 
@@ -66,14 +77,27 @@ def test_ntplib_over_ipv6(daemon) -> None:  # type: ignore[no-untyped-def]
 def test_own_query_command(daemon, version: int) -> None:  # type: ignore[no-untyped-def]
     exe = Path(sys.executable).with_name("simple-ntpd")
     out = subprocess.run(
-        [str(exe), "query", f"127.0.0.1:{daemon.port}", "-V", str(version), "--json"],
+        [
+            str(exe),
+            "query",
+            f"127.0.0.1:{daemon.port}",
+            "-V",
+            str(version),
+            "--json",
+            "-c",
+            "5",
+            "-i",
+            "0.05",
+        ],
         capture_output=True,
         text=True,
         timeout=10,
         check=False,
     )
     assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout)
+    results = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(results) == 5
+    result = min(results, key=lambda r: r["delay"])
     assert result["stratum"] == 3 and result["leap"] == 0 and result["version"] == version
     assert result["refid"] == REFID_DOTTED
     assert abs(result["offset"]) < 0.001

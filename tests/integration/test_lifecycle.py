@@ -217,3 +217,23 @@ def test_bind_interface_and_buffer_sizes(tmp_path: Path) -> None:
     )
     assert r.returncode != 0
     assert "cannot serve" in r.stderr + r.stdout
+
+
+def test_wildcard_socket_replies_from_the_address_asked(tmp_path: Path) -> None:
+    port = free_udp_port()
+    cfg = basic_config(port, address="0.0.0.0")
+    with running_daemon(tmp_path, cfg, port):
+        for dest in ("127.0.0.1", "127.0.0.2", "127.0.0.53"):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                # A connected socket only accepts datagrams from dest: the reply
+                # must come from the address the request was sent to.
+                s.connect((dest, port))
+                s.settimeout(2)
+                s.send(struct.pack("!B39xQ", 0x23, 99))
+                data = s.recv(100)
+                assert data[24:32] == struct.pack("!Q", 99)
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.connect(("::1", port))
+            s.settimeout(2)
+            s.send(struct.pack("!B39xQ", 0x23, 7))
+            assert s.recv(100)[24:32] == struct.pack("!Q", 7)
