@@ -14,7 +14,7 @@ from simple_ntpd import __version__
 
 DEFAULT_CONFIG_PATH = "/etc/simple-ntpd/simple-ntpd.conf"
 DEFAULT_CONTROL_SOCKET = "/run/simple-ntpd/simple-ntpd.sock"
-CONTROL_COMMANDS = ("counters", "status")
+CONTROL_COMMANDS = ("counters", "status", "sources", "tracking")
 SUBCOMMANDS = ("query", *CONTROL_COMMANDS)
 
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from simple_ntpd.client.discipline import DriftRecord
 from simple_ntpd.config.load import LoadedConfig
 from simple_ntpd.config.schema import Config
 from simple_ntpd.control import Handler
@@ -27,11 +28,11 @@ from simple_ntpd.runtime.precision import measure_precision
 from simple_ntpd.runtime.reuseport_bpf import attach_source_steering
 from simple_ntpd.runtime.shm import SharedRegion
 from simple_ntpd.runtime.sockets import ListenSpec, listen_addresses, make_udp_socket
+from simple_ntpd.runtime.sysclock import KernelClock, holds_cap_sys_time
+from simple_ntpd.runtime.timekeeping import TimekeepingRunner
 from simple_ntpd.runtime.worker import WorkerSpec, run_worker
 from simple_ntpd.served_clock import (
-    LEAP_NONE,
     LEAP_UNSYNCHRONIZED,
-    STRATUM_UNSPECIFIED,
     ServedClockState,
 )
 from simple_ntpd.server.pipeline import RequestPipeline
@@ -40,9 +41,6 @@ from simple_ntpd.stats import COUNTERS_PER_SLOT, named_counters
 
 log = logging.getLogger(__name__)
 
-# How often the LOCAL reference refreshes its reference time (chrony's local
-# reference does the same, so clients see a live reference).
-LOCAL_REFRESH_S = 16.0
 WORKER_CHECK_S = 1.0
 STOP_GRACE_S = 2.0
 
@@ -73,28 +71,6 @@ def worker_cpus(cfg: Config, index: int) -> frozenset[int] | None:
 
 def reference_id_bytes(text: str) -> bytes:
     return text.encode("ascii")[:4].ljust(4, b"\0")
-
-
-def local_reference_state(cfg: Config, precision: int, now_ns: int) -> ServedClockState:
-    """The state served when no upstream is configured or usable."""
-    srv = cfg.ntp_server
-    if srv.reference_clock.upper() != "LOCAL":
-        return ServedClockState(
-            leap=LEAP_UNSYNCHRONIZED,
-            stratum=STRATUM_UNSPECIFIED,
-            precision=precision,
-            update_ns=now_ns,
-        )
-    return ServedClockState(
-        leap=LEAP_NONE,
-        stratum=srv.stratum,
-        reference_id=reference_id_bytes(srv.reference_id),
-        reference_time_ns=now_ns,
-        root_delay=0.0,
-        root_dispersion=2.0**precision,
-        precision=precision,
-        update_ns=now_ns,
-    )
 
 
 @dataclass
@@ -133,6 +109,8 @@ class Supervisor:
         self._state = ServedClockState()
         self.ready_callbacks: list[Callable[[], None]] = []
         self._started = time.monotonic()
+        self.timekeeping: TimekeepingRunner | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self.control: ControlServer | None = None
 
     # -- served clock ----------------------------------------------------
@@ -144,9 +122,6 @@ class Supervisor:
     def publish(self, state: ServedClockState) -> None:
         self._state = state
         self.writer.publish(state)
-
-    def publish_local(self) -> None:
-        self.publish(local_reference_state(self.loaded.config, self.precision, time.time_ns()))
 
     # -- counters ---------------------------------------------------------
 
@@ -164,6 +139,12 @@ class Supervisor:
         return {
             "counters": lambda _args: named_counters(self.totals()),
             "status": lambda _args: self.status(),
+            "sources": lambda _args: {
+                "sources": [] if self.timekeeping is None else self.timekeeping.sources()
+            },
+            "tracking": lambda _args: {
+                "tracking": {} if self.timekeeping is None else self.timekeeping.tracking()
+            },
         }
 
     def status(self) -> dict[str, object]:
@@ -351,7 +332,7 @@ class Supervisor:
         self.loaded = new
         if self.on_reload_logging is not None:
             self.on_reload_logging(new)
-        self.publish_local()
+        self._reload_timekeeping(old_cfg, new.config)
         old_generation = self._generation
         self.spawn_generation()
         self._signal_generation(old_generation, signal.SIGTERM)
@@ -367,7 +348,7 @@ class Supervisor:
         if self.on_reopen_logs is not None:
             loop.add_signal_handler(signal.SIGUSR1, self.on_reopen_logs)
         self.precision = measure_precision()
-        self.publish_local()
+        await self._start_timekeeping(self.loaded.config)
         if not self.sockets:
             self.bind()
         # The control socket is created before privileges are dropped: its
@@ -395,6 +376,8 @@ class Supervisor:
         finally:
             tick.cancel()
             self._stopping = True
+            if self.timekeeping is not None:
+                await self.timekeeping.stop()
             if self.control is not None:
                 await self.control.close()
             await self._stop_workers()
@@ -403,13 +386,43 @@ class Supervisor:
             log.info("stopped")
 
     async def _ticker(self) -> None:
-        last_local = time.monotonic()
         while True:
             await asyncio.sleep(WORKER_CHECK_S)
             self.reap()
-            if time.monotonic() - last_local >= LOCAL_REFRESH_S:
-                last_local = time.monotonic()
-                self.publish_local()
+
+    # -- timekeeping ------------------------------------------------------------
+
+    async def _start_timekeeping(self, cfg: Config, drift: DriftRecord | None = None) -> None:
+        kernel = None
+        if cfg.ntp_server.discipline_system_clock:
+            if not holds_cap_sys_time():
+                raise OSError("discipline_system_clock = true needs CAP_SYS_TIME")
+            kernel = KernelClock(max_ppm=float(cfg.ntp_server.max_drift))
+        self.timekeeping = TimekeepingRunner(
+            cfg, self.precision, self.publish, kernel_clock=kernel, drift=drift
+        )
+        await self.timekeeping.start()
+
+    def _reload_timekeeping(self, old: Config, new: Config) -> None:
+        """Restart timekeeping if its settings changed; the frequency estimate carries over."""
+        if old.ntp_server == new.ntp_server:
+            return
+        runner = self.timekeeping
+        drift = (
+            runner.system.discipline.drift_record()
+            if runner is not None and runner.system.discipline.synchronized
+            else None
+        )
+
+        async def restart() -> None:
+            if runner is not None:
+                await runner.stop()
+            try:
+                await self._start_timekeeping(new, drift)
+            except OSError as exc:
+                log.error("reload: timekeeping not restarted: %s", exc)
+
+        self._background.add(asyncio.get_running_loop().create_task(restart()))
 
     async def _stop_workers(self) -> None:
         self._signal_generation(None, signal.SIGTERM)
