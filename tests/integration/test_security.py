@@ -353,3 +353,51 @@ def test_started_as_root_runs_as_nobody_and_answers(tmp_path: Path) -> None:
         # The control socket was created before the drop and still answers.
         assert counters(ctl)["responded"] >= 1
         assert "dropped privileges to uid 65534" in d.log()
+
+
+def _signed_query(port: int, key_id: int, keys_text: str) -> bytes | None:
+    from simple_ntpd.auth import parse_key_file
+    from simple_ntpd.server.auth import sign_request, verify_reply
+
+    keys = parse_key_file(keys_text, "client")
+    key = keys.trusted(key_id)
+    assert key is not None
+    req = sign_request(struct.pack("!B39xQ", 0x1B, 0xABCDEF), key)  # NTPv3, as chronyd
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(1.0)
+        s.sendto(req, ("127.0.0.1", port))
+        try:
+            reply = s.recv(512)
+        except TimeoutError:
+            return None
+    return reply if verify_reply(keys, reply, key_id) else None
+
+
+def test_key_file_reloaded_on_sighup_and_a_bad_one_keeps_the_old_keys(tmp_path: Path) -> None:
+    first = "1 SHA1 HEX:0123456789abcdef0123456789abcdef01234567\n"
+    second = "1 SHA1 HEX:00000000000000000000000000000000000000ff\n"
+    keys = _keyfile(tmp_path, "server.keys", first)
+    port = free_udp_port()
+    daemon, _ctl = _running_daemon_with_keys(tmp_path, keys, port)
+    with daemon as d:
+
+        def reload_and_wait(count: int) -> None:
+            d.signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                log = d.log()
+                if log.count("configuration reloaded") + log.count("reload failed") >= count:
+                    break
+                time.sleep(0.1)
+            time.sleep(0.3)  # the new worker generation takes over
+
+        assert _signed_query(port, 1, first) is not None
+        keys.write_text(second)
+        reload_and_wait(1)
+        assert _signed_query(port, 1, second) is not None
+        assert _signed_query(port, 1, first) is None
+        keys.write_text("1 SHA1 not-hex-and-longer-than-twenty\n")
+        reload_and_wait(2)
+        assert "reload failed, keeping the running configuration" in d.log()
+        assert f"{keys}:1:" in d.log() and "not-hex" not in d.log()
+        assert _signed_query(port, 1, second) is not None
