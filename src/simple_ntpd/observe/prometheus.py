@@ -268,6 +268,18 @@ def latency_from_totals(totals: Sequence[int]) -> LatencyHistogram:
     return latency_from_bucket_counts(buckets, sum_ns)
 
 
+def source_label(source: Mapping[str, object]) -> str:
+    """The ``source`` label: the address, with the port when it is not 123.
+
+    Two sources on one host (different ports) must not share a series.
+    """
+    address = str(source.get("address", ""))
+    port = source.get("port")
+    if not address or not isinstance(port, int) or isinstance(port, bool) or port in (0, 123):
+        return address
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
 def reference_id_text(state: ServedClockState) -> str:
     """The refid as people write it: ASCII code at stratum 0/1, dotted quad above."""
     refid = state.reference_id
@@ -309,7 +321,8 @@ class NtpCollector(Collector):
     ``counters`` returns the summed worker counters in the layout of
     :mod:`simple_ntpd.stats`; ``served_state`` the published
     :class:`ServedClockState`; ``sources`` one mapping per upstream with keys
-    ``address``, ``stratum``, ``offset``, ``delay``, ``jitter`` (seconds),
+    ``address`` (and ``port``: see :func:`source_label`), ``stratum``, ``offset``, ``delay``,
+    ``jitter`` (seconds),
     ``reach`` (int) and ``state`` (str; see :data:`SELECTED_STATES`), where a
     missing or non-numeric value omits that one sample; ``latency_histogram``
     returns :data:`LatencyHistogram`. ``now_ns`` (system time, ns) lets the
@@ -422,7 +435,7 @@ class NtpCollector(Collector):
         families = {name: self._family(name) for name, _ in _SOURCE_GAUGES}
         selected = self._family("ntp_source_selected")
         for source in sources:
-            address = str(source.get("address", ""))
+            address = source_label(source)
             if not address:
                 continue
             for name, key in _SOURCE_GAUGES:

@@ -201,7 +201,8 @@ class Observability:
             self._now_ns(),
             maintenance=cfg.maintenance.maintenance_mode,
             self_check_ok=None if result is None else result.ok,
-            max_root_distance=MAXDIST,
+            # ntp_server.max_distance when the schema has it: the selection limit.
+            max_root_distance=float(getattr(cfg.ntp_server, "max_distance", MAXDIST)),
             draining=self.draining,
         )
         if result is not None:

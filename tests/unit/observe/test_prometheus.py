@@ -279,3 +279,13 @@ def test_duration_buckets_feed_the_histogram() -> None:
     assert s[("ntp_request_duration_seconds_sum", ())] == pytest.approx(0.051125)
     with pytest.raises(ValueError):
         latency_from_bucket_counts([1, 2], 0)
+
+
+def test_source_label_tells_same_host_sources_apart() -> None:
+    from simple_ntpd.observe.prometheus import source_label
+
+    assert source_label({"address": "192.0.2.1"}) == "192.0.2.1"
+    assert source_label({"address": "192.0.2.1", "port": 123}) == "192.0.2.1"
+    assert source_label({"address": "192.0.2.1", "port": 10123}) == "192.0.2.1:10123"
+    assert source_label({"address": "2001:db8::1", "port": 1234}) == "[2001:db8::1]:1234"
+    assert source_label({"address": "", "port": 1234}) == ""
