@@ -221,6 +221,24 @@ def test_all_sources_lost_without_local_reference_announces_leap_3() -> None:
     assert sim.state.leap == 3 and sim.system.mode is SystemMode.UNSYNCHRONIZED
 
 
+def test_max_holdover_bounds_holdover_then_local_fallback() -> None:
+    down = HOUR // 2
+    servers = good_servers(3)
+    for s in servers:
+        s.down_from_ns = 1_750_000_000 * NS + down
+    params = TimekeepingParams(min_poll=4, max_poll=6, stratum=10, max_holdover=600.0)
+    sim = run(servers, 2 * HOUR, seed=17, params=params, probe_interval_ns=5 * NS)
+    t0 = sim.start_ns
+    assert all(p.state.stratum == 2 for p in sim.probes_between(t0 + 60 * NS, t0 + down))
+    fallback = next(p for p in sim.probes if p.true_ns > t0 + down and p.state.stratum == 10)
+    # The sources fall silent; holdover begins once they are unreachable (8 unanswered polls,
+    # at most 8 x 64 s at max_poll 6) and lasts 600 s, not the ~27 h the distance limit allows.
+    after = (fallback.true_ns - t0 - down) / NS
+    assert 600 < after < 600 + 8 * 64 + 60, after
+    assert fallback.state.reference_id == b"LOCL" and fallback.state.leap == 0
+    assert sim.system.mode is SystemMode.LOCAL
+
+
 # --- kiss-o'-death --------------------------------------------------------------------------------
 
 

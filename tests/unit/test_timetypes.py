@@ -164,8 +164,9 @@ def test_wire_value_is_64_bit(t: int) -> None:
 def test_diff_is_signed_and_era_independent(a: int, delta: int) -> None:
     x = ntp64_from_unix_ns(a + delta)
     y = ntp64_from_unix_ns(a)
-    # Each conversion rounds by at most 2**-33 s.
-    assert ntp64_diff_seconds(x, y) == pytest.approx(delta / NS, abs=2**-31)
+    # Each conversion rounds by at most 2**-33 s; the float result and delta / NS each round
+    # to the nearest double, which far from zero is coarser than that (1 ulp ~ 2e-16 relative).
+    assert ntp64_diff_seconds(x, y) == pytest.approx(delta / NS, abs=2**-31, rel=1e-15)
 
 
 def test_diff_small_values_are_exact() -> None:

@@ -201,7 +201,8 @@ class Discipline:
         """
         p = self.params
         at_sample = self.correction.value_ns(sample_ns) / NS_PER_S
-        if self.synchronized and abs(y - at_sample) > p.panic_threshold:
+        # panic_threshold 0 means no limit (the configuration's documented meaning).
+        if self.synchronized and p.panic_threshold > 0 and abs(y - at_sample) > p.panic_threshold:
             return UpdateResult(Outcome.REFUSED_PANIC, y - at_sample)
         predicted = self.predict(sample_ns)
         if predicted is not None and abs(y - predicted) > p.step_threshold:
@@ -216,7 +217,9 @@ class Discipline:
         error = target - self.correction.value_ns(now_ns) / NS_PER_S
         first = not self.synchronized
         self.updates += 1
-        if self.updates <= p.step_limit and abs(error) > p.step_threshold and (error > 0 or first):
+        # step_limit -1: steps allowed at any update (chrony's makestep with limit -1).
+        may_step = p.step_limit < 0 or self.updates <= p.step_limit
+        if may_step and abs(error) > p.step_threshold and (error > 0 or first):
             step_ns = round(error * NS_PER_S)
             self.correction = Correction(
                 self.correction.value_ns(now_ns) + step_ns, self.freq, now_ns

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-# RFC 5905 section 7.2: poll exponents are log2 seconds, MINPOLL 4 to MAXPOLL 17.
-MIN_POLL_LIMIT = 4
+# RFC 5905 section 7.2: poll exponents are log2 seconds, MINPOLL 4 to MAXPOLL 17. Like chrony
+# (minpoll down to -6) we also accept 0 to 3, for servers on the same LAN and for tests.
+MIN_POLL_LIMIT = 0
 MAX_POLL_LIMIT = 17
 # RFC 5905 Appendix A.5.5.6: poll-adjust threshold (LIMIT 30) and gate. The RFC's PGATE is 4,
 # applied to the clock's residual offset; we apply the gate to one raw sample's deviation from
@@ -77,14 +78,14 @@ class PollController:
     def on_sample(self, stable: bool) -> None:
         """Adapt the poll to how well the source's new sample fitted its estimate."""
         if stable:
-            self._counter += self.poll
+            self._counter += max(self.poll, 1)  # poll 0 must still be able to climb
             if self._counter > POLL_LIMIT:
                 self._counter = POLL_LIMIT
                 if self.poll < self.max_poll:
                     self._counter = 0
                     self.poll += 1
         else:
-            self._counter -= 2 * self.poll
+            self._counter -= 2 * max(self.poll, 1)
             if self._counter < -POLL_LIMIT:
                 self._counter = -POLL_LIMIT
                 if self.poll > self.min_poll:

@@ -129,6 +129,9 @@ class TimekeepingParams:
     min_sources: int = 1
     max_distance: float = DEFAULT_MAX_DISTANCE
     """Root distance limit for a source to be selectable, and for holdover to last."""
+    max_holdover: float = 0.0
+    """Longest holdover in seconds before the fallback (like ntpd's ``orphanwait``);
+    0 = hold over until the root distance passes ``max_distance``."""
     sync_interval: float = 60.0
     """Longest time between publications of the served state (reference time refresh,
     holdover checks)."""
@@ -301,6 +304,7 @@ class TimekeepingSystem:
         self._kernel_leap = LEAP_NONE
         self._pending_steps: list[SystemAction] = []
         self._local_ref_ns = 0
+        self._holdover_ns = 0
         self.leaps_applied = 0
         self.rejected_panic = 0
 
@@ -456,7 +460,10 @@ class TimekeepingSystem:
             d.end_slew(now_ns)
         self._maybe_apply_leap(now_ns)
         synced = self.mode in (SystemMode.SYNCHRONIZED, SystemMode.HOLDOVER)
-        if synced and self._root_distance_at(now_ns) > self.params.max_distance:
+        if synced and (
+            self._root_distance_at(now_ns) > self.params.max_distance
+            or self._holdover_expired(now_ns)
+        ):
             # Holdover is over: the error bound passed the limit.
             self.mode = (
                 SystemMode.LOCAL if self.params.local_reference else SystemMode.UNSYNCHRONIZED
@@ -564,6 +571,7 @@ class TimekeepingSystem:
             self._selection = _Selection()
             if self.mode is SystemMode.SYNCHRONIZED:
                 self.mode = SystemMode.HOLDOVER
+                self._holdover_ns = now_ns
             return
         for key in result.falsetickers:
             assert isinstance(key, int)
@@ -714,6 +722,14 @@ class TimekeepingSystem:
             update_ns=now_ns,
         )
 
+    def _holdover_expired(self, now_ns: int) -> bool:
+        limit = self.params.max_holdover
+        return (
+            limit > 0
+            and self.mode is SystemMode.HOLDOVER
+            and now_ns - self._holdover_ns >= int(limit * NS_PER_S)
+        )
+
     def _next_deadline(self, now_ns: int) -> int:
         deadline = now_ns + int(self.params.sync_interval * NS_PER_S)
         d = self.discipline
@@ -728,6 +744,9 @@ class TimekeepingSystem:
             room = self.params.max_distance - self._root_distance_at(now_ns)
             fallback = now_ns + int(max(room, 0.0) / PHI * NS_PER_S) + 1
             deadline = min(deadline, fallback)
+        if self.mode is SystemMode.HOLDOVER and self.params.max_holdover > 0:
+            end = self._holdover_ns + int(self.params.max_holdover * NS_PER_S)
+            deadline = min(deadline, max(end, now_ns))
         return deadline
 
     def _kernel_sync(self, now_ns: int, force: bool = False) -> list[SystemAction]:

@@ -33,6 +33,12 @@ level = "INFO"
 output = "console"
 log_format = "text"
 
+[security]
+# Started as root, drop to an account every system has: the port is unprivileged
+# and nothing here needs root after binding. Production uses a dedicated "ntp" user.
+user = "nobody"
+group = ""                   # nobody's primary group
+
 [monitoring]
 # The control socket lives beside the checkout, so `make run` needs no privileges:
 # `simple-ntpd status --socket .cache/run/simple-ntpd.sock`.

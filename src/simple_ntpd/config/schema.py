@@ -34,6 +34,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from simple_ntpd.client.upstream import InvalidUpstreamEntry, parse_upstream_entry
+
 # --------------------------------------------------------------------------------------------
 # Value types
 
@@ -128,8 +130,13 @@ def _refid(value: str) -> str:
 
 
 def _server_name(value: str) -> str:
-    if not value or len(value) > 255 or any(c.isspace() or ord(c) < 0x20 for c in value):
+    """One ``upstream_servers`` entry: ``[pool|server] HOST[:PORT] [options]``."""
+    if not value or len(value) > 255 or any(ord(c) < 0x20 for c in value):
         raise ValueError(f"{value!r} is not a server name or address")
+    try:
+        parse_upstream_entry(value)
+    except InvalidUpstreamEntry as exc:
+        raise ValueError(str(exc)) from None
     return value
 
 
@@ -157,7 +164,9 @@ SyslogFacility = Annotated[
     ],
     BeforeValidator(_lower),
 ]  # fmt: skip
-PollExponent = Annotated[int, Field(ge=4, le=17)]
+# RFC 5905's MINPOLL is 4; 0 to 3 (1 to 8 s) are accepted, as chrony accepts minpoll below 4,
+# for servers on the same LAN and for tests.
+PollExponent = Annotated[int, Field(ge=0, le=17)]
 """log2 seconds. RFC 5905 §7.2: MINPOLL 4 (16 s) and MAXPOLL 17 (36.4 h)."""
 
 
@@ -309,6 +318,24 @@ class NtpServerSection(BaseModel):
         1, ge=1, le=64, description="Selectable sources needed before the clock is updated."
     )
     max_sources: int = Field(4, ge=1, le=64, description="Servers used from each pool name.")
+    max_distance: Seconds = Field(
+        1.5,
+        gt=0,
+        le=16,
+        description=(
+            "Root distance limit, seconds (RFC 5905 MAXDIST, chrony maxdistance): a source "
+            "farther is not selectable, and holdover ends when the served distance passes it."
+        ),
+    )
+    max_holdover: Seconds = Field(
+        0.0,
+        le=30 * 86400,
+        description=(
+            "Seconds to keep serving the last synchronization after every source is lost, "
+            "before falling back to LOCAL (or leap 3), like ntpd's orphanwait; 0 = until "
+            "max_distance is passed."
+        ),
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -431,7 +458,9 @@ class SecuritySection(BaseModel):
         30.0, description="Reserved for NTS-KE: TCP idle timeout, seconds."
     )
     user: str = Field("ntp", min_length=1, description="User to run as after binding ports.")
-    group: str = Field("ntp", min_length=1, description="Group to run as after binding ports.")
+    group: str = Field(
+        "ntp", description='Group to run as after binding ports; "" = the user\'s primary group.'
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -694,6 +723,20 @@ ACTIVE_KEYS: frozenset[str] = frozenset(
         "ntp_server.stratum",
         "ntp_server.reference_clock",
         "ntp_server.reference_id",
+        "ntp_server.upstream_servers",
+        "ntp_server.sync_interval",
+        "ntp_server.max_drift",
+        "ntp_server.min_poll",
+        "ntp_server.max_poll",
+        "ntp_server.drift_file",
+        "ntp_server.discipline_system_clock",
+        "ntp_server.panic_threshold",
+        "ntp_server.step_threshold",
+        "ntp_server.step_limit",
+        "ntp_server.min_sources",
+        "ntp_server.max_sources",
+        "ntp_server.max_distance",
+        "ntp_server.max_holdover",
         "performance.worker_threads",
         "performance.max_packet_size",
         "performance.enable_thread_affinity",

@@ -20,6 +20,7 @@ from simple_ntpd.config.parse import Value, format_value
 from simple_ntpd.daemon.logging_setup import reopen_logs, setup_logging, shutdown_logging
 from simple_ntpd.daemon.privileges import PrivilegeError
 from simple_ntpd.errors import ConfigError, SimpleNtpdError
+from simple_ntpd.runtime.timekeeping import upstream_specs
 from simple_ntpd.server.policy import SecurityPolicy
 
 log = logging.getLogger("simple_ntpd.daemon")
@@ -30,9 +31,15 @@ EXIT_RUNTIME = 2
 
 
 def _load(args: argparse.Namespace, default_config_path: str) -> LoadedConfig:
-    if args.default_config:
-        return load_default_config()
-    return load_config(args.config or default_config_path)
+    loaded = (
+        load_default_config()
+        if args.default_config
+        else load_config(args.config or default_config_path)
+    )
+    # upstream_servers entries have their own small grammar: check it at load time,
+    # so --test-config and startup refuse a bad entry, not the first poll.
+    upstream_specs(loaded.config)
+    return loaded
 
 
 def apply_logging(loaded: LoadedConfig, level_override: str | None) -> None:

@@ -123,7 +123,7 @@ def drop_to_service_user(cfg: Config) -> bool:
             log.warning("security.user is root: running as root, privileges not dropped")
         return False
     try:
-        return drop_privileges(sec.user, sec.group, cfg.ntp_server.discipline_system_clock)
+        return drop_privileges(sec.user, sec.group or None, cfg.ntp_server.discipline_system_clock)
     except PrivilegeError as exc:
         raise PrivilegeError(
             f"{exc} (security.user = {sec.user!r}, security.group = {sec.group!r}; "

@@ -20,7 +20,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from simple_ntpd.client.actions import (
@@ -70,6 +70,8 @@ def timekeeping_params(cfg: Config, precision: int = -20) -> TimekeepingParams:
         step_limit=srv.step_limit,
         panic_threshold=srv.panic_threshold,
         min_sources=srv.min_sources,
+        max_distance=srv.max_distance,
+        max_holdover=srv.max_holdover,
         sync_interval=float(srv.sync_interval),
         discipline_system_clock=srv.discipline_system_clock,
         precision=precision,
@@ -81,9 +83,12 @@ def upstream_specs(cfg: Config) -> list[UpstreamSpec]:
     specs = []
     for i, entry in enumerate(cfg.ntp_server.upstream_servers):
         try:
-            specs.append(parse_upstream_entry(entry))
+            spec = parse_upstream_entry(entry)
         except InvalidUpstreamEntry as exc:
             raise ConfigError(f"[ntp_server] upstream_servers[{i}]: {exc}") from None
+        if spec.is_pool and "maxsources" not in entry.lower():
+            spec = replace(spec, max_sources=cfg.ntp_server.max_sources)
+        specs.append(spec)
     return specs
 
 
@@ -274,7 +279,6 @@ class TimekeepingRunner:
                     self._system_timer = self._later(at_ns, self._system_timer_due)
                 case Publish(state):
                     self._publish(state)
-                    self._note_mode()
                 case SaveDrift(text):
                     self._write_drift(text)
                 case SetClockFrequency() | StepClock() | SetClockLeap() | SetClockStatus():
@@ -283,6 +287,7 @@ class TimekeepingRunner:
                             apply_clock_command(self._kernel, action)
                         except OSError as exc:
                             log.error("kernel clock: %s failed: %s", type(action).__name__, exc)
+        self._note_mode()
 
     def _note_mode(self) -> None:
         mode = self.system.mode

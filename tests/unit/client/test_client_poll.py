@@ -60,7 +60,7 @@ def test_rate_kiss_at_least_doubles_up_to_max_poll() -> None:
     assert p.poll == 8
 
 
-@pytest.mark.parametrize(("lo", "hi"), [(3, 6), (6, 5), (4, 18)])
+@pytest.mark.parametrize(("lo", "hi"), [(-1, 6), (6, 5), (4, 18)])
 def test_poll_limits_are_checked(lo: int, hi: int) -> None:
     with pytest.raises(ValueError):
         PollController(lo, hi)

@@ -50,7 +50,7 @@ def test_entries(text: str, expected: UpstreamSpec) -> None:
         "time.example.com fast",
         "time.example.com key",
         "time.example.com key x",
-        "time.example.com minpoll 3",
+        "time.example.com minpoll 18",
         "time.example.com minpoll 8 maxpoll 6",
         "time.example.com maxsources 4",
         "pool 192.0.2.1",
