@@ -111,7 +111,10 @@ def test_synchronizes_to_shifted_upstreams_then_holdover_then_local(tmp_path: Pa
     ctl = tmp_path / "ctl.sock"
     with fake_upstreams(3, SHIFT) as ups:
         upstreams = [f"127.0.0.1:{p.args[2]}" for p in ups]  # type: ignore[index]
-        cfg = upstream_config(port, ctl, upstreams, extra="max_holdover = 3")
+        drift = tmp_path / "drift"
+        cfg = upstream_config(
+            port, ctl, upstreams, extra=f'max_holdover = 3\ndrift_file = "{drift}"'
+        )
         with running_daemon(tmp_path, cfg, port) as d:
             t0 = time.monotonic()
             # Until the first synchronization: leap 3, never a made-up stratum.
@@ -160,6 +163,9 @@ def test_synchronizes_to_shifted_upstreams_then_holdover_then_local(tmp_path: Pa
             tracking = request(str(ctl), "tracking")["tracking"]
             assert tracking["mode"] == "local"  # type: ignore[index]
             assert "holdover" in d.log()
+        # The frequency estimate is kept across restarts (chrony's two-number format).
+        freq, skew = (float(x) for x in drift.read_text().split())
+        assert abs(freq) < 500 and skew >= 0
 
 
 @pytest.mark.skipif(
@@ -193,3 +199,18 @@ def test_synchronizes_to_chronyd(tmp_path: Path) -> None:
     finally:
         up.kill()
         up.wait(5)
+
+
+def test_host_names_are_resolved(tmp_path: Path) -> None:
+    """A name (here localhost, from /etc/hosts: no network) resolves to its addresses."""
+    port = free_udp_port()
+    ctl = tmp_path / "ctl.sock"
+    with fake_upstreams(1, SHIFT) as ups:
+        up_port = ups[0].args[2]  # type: ignore[index]
+        cfg = upstream_config(port, ctl, [f"pool localhost:{up_port} maxsources 2"])
+        with running_daemon(tmp_path, cfg, port) as d:
+            assert wait_until(lambda: best_query(port, 1)["stratum"] == 2, 15), d.log()
+            sources = request(str(ctl), "sources")["sources"]
+            addresses = {s["address"] for s in sources}  # type: ignore[union-attr,index]
+            assert "127.0.0.1" in addresses
+            assert "upstream localhost: polling 127.0.0.1" in d.log()
