@@ -146,6 +146,9 @@ def request(version: int = 4, mode: int = 3, xmt: int = 1) -> bytes:
 
 def test_scrape_under_load_counts_exactly_what_was_sent(tmp_path: Path) -> None:
     with daemon_with_http(tmp_path, config) as (d, http_port):
+        # Workers flush their counters within 50 ms of going idle: let the
+        # readiness probe's request land before taking the baseline.
+        time.sleep(0.3)
         before = scrape(http_port)
         valid, v3, short, bad_version, control, private = 400, 50, 60, 30, 20, 10
         answered = 0
