@@ -10,6 +10,7 @@ sockets are idle and at most one batch behind under load.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import select
@@ -93,6 +94,12 @@ def run_worker(spec: WorkerSpec, region: SharedRegion, make_pipeline: type[Reque
         except OSError as exc:
             log.warning("worker %d: cannot set CPU affinity %s: %s", spec.index, spec.cpus, exc)
 
+    # Everything inherited from the main process lives as long as the worker:
+    # move it out of the collector's sight, and collect young objects rarely.
+    # The loop allocates only short-lived, acyclic objects (tuples, views), so
+    # generation-0 passes every 700 allocations were pure overhead per packet.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     pipeline = make_pipeline(
         region.reader(),
         time.time_ns,
