@@ -235,7 +235,7 @@ def test_inactive_keys_are_those_set_but_not_active() -> None:
     loaded = parse_config_text(
         "[network]\nlisten_port = 5\nenable_keepalive = true\n"
         "[security]\nenable_dns_validation = true\nkod_deny = true\n"
-        "[monitoring]\nsnmp_location = \"rack 1\"\n",
+        '[monitoring]\nsnmp_location = "rack 1"\n',
         env={},
     )
     assert loaded.inactive == (
