@@ -144,19 +144,11 @@ class RecvBatch:
 
     def timestamp_ns(self, i: int) -> int:
         """The kernel receive timestamp (SO_TIMESTAMPNS) of datagram ``i``, or 0."""
-        view = self._ctl_view
-        controllen = _CONTROLLEN.unpack_from(self._vec_view, i * _MMSGHDR + 40)[0]
-        base = i * CONTROL_LEN
-        off = 0
-        while off + 16 <= controllen:
-            clen, level, ctype = _CMSG.unpack_from(view, base + off)
-            if clen < 16:
-                break
-            if level == _SOL_SOCKET and ctype == SCM_TIMESTAMPNS and clen >= 32:
-                sec, nsec = _TIMESPEC.unpack_from(view, base + off + 16)
-                return int(sec * 1_000_000_000 + nsec)
-            off += (clen + 7) & ~7
-        return 0
+        data = self.control(i, _SOL_SOCKET, SCM_TIMESTAMPNS)
+        if data is None or len(data) < _TIMESPEC.size:
+            return 0
+        sec, nsec = _TIMESPEC.unpack_from(data)
+        return int(sec * 1_000_000_000 + nsec)
 
     def control(self, i: int, level: int, ctype: int) -> bytes | None:
         """The data of ancillary message (level, type) of datagram ``i``, if present."""
