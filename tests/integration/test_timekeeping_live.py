@@ -151,6 +151,25 @@ def test_synchronizes_to_shifted_upstreams_then_holdover_then_local(tmp_path: Pa
             assert tracking["reference_address"] == "127.0.0.1"  # type: ignore[index]
             sources = request(str(ctl), "sources")["sources"]
             assert len(sources) == 3  # type: ignore[arg-type]
+            # The chronyc-like tables of the CLI.
+            table = subprocess.run(
+                [EXE, "sources", "--socket", str(ctl)],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout
+            assert table.splitlines()[0].split()[:3] == ["S", "Address", "St"]
+            assert sum(line.startswith("*") for line in table.splitlines()) == 1
+            tracking_text = subprocess.run(
+                [EXE, "tracking", "--socket", str(ctl)],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout
+            assert "Reference ID    : 7F000001 (127.0.0.1)" in tracking_text
+            assert "Stratum         : 2" in tracking_text
             assert {s["state"] for s in sources} <= {"selected", "combined", "outlier"}  # type: ignore[union-attr,index]
 
             # Upstreams gone: holdover (same stratum, growing dispersion), then LOCAL.
