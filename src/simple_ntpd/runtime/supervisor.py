@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 WORKER_CHECK_S = 1.0
 STOP_GRACE_S = 2.0
+RESTART_BURST = 5
+RESTART_BACKOFF_S = 5.0
 
 
 def listen_spec(cfg: Config) -> ListenSpec:
@@ -67,10 +69,6 @@ def worker_cpus(cfg: Config, index: int) -> frozenset[int] | None:
         return None
     cpus = list(perf.cpu_affinity) or sorted(os.sched_getaffinity(0))
     return frozenset({cpus[index % len(cpus)]})
-
-
-def reference_id_bytes(text: str) -> bytes:
-    return text.encode("ascii")[:4].ljust(4, b"\0")
 
 
 @dataclass
@@ -112,6 +110,9 @@ class Supervisor:
         self.timekeeping: TimekeepingRunner | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.control: ControlServer | None = None
+        self._activated = False
+        self._generation_size = 0
+        self._recent_restarts: list[float] = []
 
     # -- served clock ----------------------------------------------------
 
@@ -217,7 +218,7 @@ class Supervisor:
         self._activated = True
 
     def _sockets_for(self, index: int, count: int) -> list[socket.socket]:
-        if getattr(self, "_activated", False):
+        if self._activated:
             return list(self.sockets)
         per = len(self.sockets) // count
         return self.sockets[index * per : (index + 1) * per]
@@ -226,8 +227,9 @@ class Supervisor:
         cfg = self.loaded.config
         self._generation += 1
         count = worker_count(cfg)
-        if not getattr(self, "_activated", False):
+        if not self._activated:
             count = min(count, self._bound_workers())
+        self._generation_size = count
         for index in range(count):
             self._spawn(index, count)
 
@@ -283,12 +285,32 @@ class Supervisor:
                 pid,
                 status,
             )
-            # Keep its slot: the new worker continues its counts.
-            count = worker_count(self.loaded.config)
-            self._generation_restart(w, count)
+            self._restart(w)
 
-    def _generation_restart(self, w: Worker, count: int) -> None:
-        self._spawn(w.index, max(count, w.index + 1), slot=w.slot)
+    def _restart(self, w: Worker) -> None:
+        """Replace a worker that died, on its sockets and its counter slot.
+
+        A worker that keeps dying (more than RESTART_BURST times a minute) is
+        restarted after RESTART_BACKOFF_S instead of at once, so a fault at
+        start-up cannot turn the main process into a fork loop.
+        """
+        now = time.monotonic()
+        self._recent_restarts = [t for t in self._recent_restarts if now - t < 60.0]
+        self._recent_restarts.append(now)
+        generation = self._generation
+
+        def spawn() -> None:
+            if not self._stopping and generation == self._generation:
+                # Keep its slot: the new worker continues its counts.
+                self._spawn(w.index, self._generation_size, slot=w.slot)
+            else:
+                self._retire(w.slot)
+
+        if len(self._recent_restarts) > RESTART_BURST:
+            log.error("workers keep exiting; next restart in %g s", RESTART_BACKOFF_S)
+            asyncio.get_running_loop().call_later(RESTART_BACKOFF_S, spawn)
+        else:
+            spawn()
 
     def _retire(self, slot: int) -> None:
         for i, v in enumerate(self.region.read_slot(slot)):
@@ -327,7 +349,7 @@ class Supervisor:
             )
             if before != after
         ]
-        if changed and not getattr(self, "_activated", False):
+        if changed and not self._activated:
             log.warning("reload: %s changed; takes effect at restart", ", ".join(changed))
         self.loaded = new
         if self.on_reload_logging is not None:
