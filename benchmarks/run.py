@@ -258,6 +258,9 @@ def simple_ntpd_config(tmp: Path, port: int, workers: int) -> Path:
         'listen_address = "127.0.0.1"\n'
         f"listen_port = {port}\n"
         "enable_ipv6 = false\n"
+        # A receive buffer that rides out this VM's multi-millisecond stalls (the deployment
+        # guide's production configuration sets 25 MiB; chronyd has no such setting).
+        "receive_buffer_size = 4194304\n"
         "[ntp_server]\n"
         'reference_clock = "LOCAL"\n'
         "stratum = 1\n"
