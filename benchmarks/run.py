@@ -52,7 +52,9 @@ OUT_DIR = REPO / "benchmarks" / "out"
 
 # "reflector" (benchmarks/reflector.c) is an optional floor: a bare echo of the request, the least
 # latency and CPU per response that the kernel and scheduler of this machine allow.
-SERVERS = ("chronyd", "simple-ntpd", "reflector")
+# "pyecho" (benchmarks/pyecho.py) is the same kind of floor in CPython: simple-ntpd's receive
+# loop around no NTP logic, what the interpreter adds before the server does any work.
+SERVERS = ("chronyd", "simple-ntpd", "reflector", "pyecho")
 
 # Targets from the performance issue; each is checked for simple-ntpd.
 TARGET_NO_LOSS_RATE = 20_000  # no loss at 20,000 requests/s
@@ -419,6 +421,11 @@ def bench_server(
         host, port = "127.0.0.1", free_udp_port()
         lifetime = int((args.warmup + args.duration + 2) * len(args.rates)) + 30
         cmd = [*_taskset(args.server_cpus), str(build(REFLECTOR_BIN)), str(port), str(lifetime)]
+    elif name == "pyecho":
+        host, port = "127.0.0.1", free_udp_port()
+        lifetime = int((args.warmup + args.duration + 2) * len(args.rates)) + 30
+        script = str(Path(__file__).with_name("pyecho.py"))
+        cmd = [*_taskset(args.server_cpus), sys.executable, script, str(port), str(lifetime)]
     else:
         if not SIMPLE_NTPD.exists():
             raise BenchError(f"{SIMPLE_NTPD} not found: run `make` to create the virtualenv")
@@ -590,7 +597,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--servers",
         default="both",
-        help="chronyd, simple-ntpd, both, or a comma list that may add reflector (a floor)",
+        help="chronyd, simple-ntpd, both, or a comma list adding reflector or pyecho (floors)",
     )
     p.add_argument("--workers", type=int, default=2, help="simple-ntpd worker_threads")
     p.add_argument(
