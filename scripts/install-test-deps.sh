@@ -29,7 +29,7 @@ CHRONYD="$CHRONY_DIR/usr/sbin/chronyd"
 NTPQ="$NTPSEC_DIR/usr/bin/ntpq"
 ENV_FILE="$TOOLS/env.sh"
 
-APT_PACKAGES=(ntpsec-ntpdig ntpsec-ntpdate sntp python3-ntp iproute2 gcc libc6-dev prometheus logrotate)
+APT_PACKAGES=(ntpsec-ntpdig ntpsec-ntpdate sntp python3-ntp iproute2 gcc libc6-dev prometheus logrotate systemd)
 
 export DEBIAN_FRONTEND=noninteractive
 APT_OPTS=(-y -q --no-install-recommends -o DPkg::Lock::Timeout=300)

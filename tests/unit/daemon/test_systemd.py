@@ -242,11 +242,9 @@ def test_socket_activation_default_name(tmp_path: Path) -> None:
     assert isinstance(sockets, list) and [s["name"] for s in sockets] == ["unknown"]
 
 
-@pytest.mark.skipif(
-    shutil.which("systemd-socket-activate") is None, reason="systemd-socket-activate not installed"
-)
 def test_with_systemd_socket_activate(tmp_path: Path) -> None:
     """systemd's own tool binds the socket and execs us; the child answers on it."""
+    assert shutil.which("systemd-socket-activate"), "systemd missing: run `make test-deps`"
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
@@ -323,7 +321,6 @@ def test_unit_files_are_hardened_as_designed() -> None:
     assert "FileDescriptorName=ntp" in socket_unit
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_systemd_analyze_verify(tmp_path: Path) -> None:
     """`systemd-analyze verify` on temp copies whose ExecStart names a binary that exists.
 
@@ -331,6 +328,7 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     installed in /usr/local/bin on a test machine: the copy points at this venv's
     console script (or the Python interpreter when the package is not installed).
     """
+    assert shutil.which("systemd-analyze"), "systemd missing: run `make test-deps`"
     script = Path(sys.executable).with_name("simple-ntpd")
     binary = str(script if script.exists() else Path(sys.executable))
     for name in ("simple-ntpd.service", "simple-ntpd.socket"):
@@ -354,7 +352,6 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     assert "simple-ntpd" not in output, output
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_systemd_analyze_verify_catches_mistakes(tmp_path: Path) -> None:
     """The check above can fail: a typo in a copy of the unit is reported."""
     text = (UNITS / "simple-ntpd.service").read_text()
