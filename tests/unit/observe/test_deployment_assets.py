@@ -159,7 +159,7 @@ def test_prometheus_yml_matches_the_guide() -> None:
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    # A missing tool is a failure, not a skip: `make test` installs it (scripts/install-test-deps.sh).
+    # A missing tool is a failure, not a skip: `make test` installs it.
     assert PROMTOOL is not None, (
         "promtool missing: run `make test-deps` (Debian package prometheus)"
     )
