@@ -32,7 +32,7 @@ from simple_ntpd.runtime.sysclock import (
 
 
 class FakeKernel:
-    """Records every struct timex it is given, as clock_adjtime(2) would receive it."""
+    """A fake kernel: records every struct timex it is given (the real call is never made)."""
 
     def __init__(self) -> None:
         self.calls: list[dict[str, int]] = []
