@@ -126,3 +126,34 @@ def test_random_bytes_never_crash_the_daemon(tmp_path: Path) -> None:
         assert sntp_query("127.0.0.1", port) is not None
         assert d.proc.poll() is None
         assert "Traceback" not in d.log()
+
+
+def test_bad_control_requests_get_errors_and_the_daemon_goes_on(tmp_path: Path) -> None:
+    port = free_udp_port()
+    ctl = tmp_path / "ctl.sock"
+    cfg = basic_config(port, extra=f'\n[monitoring]\ncontrol_socket = "{ctl}"\n')
+    with running_daemon(tmp_path, cfg, port) as d:
+        for payload in (
+            b"not json\n",
+            b"[1, 2, 3]\n",
+            b'{"command": "rm -rf /"}\n',
+            b'{"command": "nosuch"}\n',
+            b"\xff\xfe\x00garbage\n",
+            b'{"command": "status"' + b" " * 10_000 + b"}\n",
+            b"",
+        ):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(5)
+                s.connect(str(ctl))
+                s.sendall(payload)
+                s.shutdown(socket.SHUT_WR)
+                reply = b""
+                while chunk := s.recv(65536):
+                    reply += chunk
+            if reply:
+                obj = json.loads(reply)
+                assert obj["ok"] is False and obj["error"], (payload[:20], obj)
+        # still serving, still answering control requests
+        assert sntp_query("127.0.0.1", port) is not None
+        assert request(str(ctl), "status")["ok"] is True
+        assert d.proc.poll() is None
