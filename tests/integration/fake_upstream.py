@@ -4,7 +4,8 @@ Run as a script by the integration tests (a separate process, so it does not
 share the test's interpreter): ``python fake_upstream.py PORT OFFSET_S
 [--stratum N] [--refid TEXT] [--leap N] [--root-dispersion S]``. It answers
 client requests on 127.0.0.1 only and exits when its parent dies or after
-``--lifetime`` seconds, whichever is first.
+``--lifetime`` seconds, whichever is first. ``--address`` picks another
+loopback address (127.0.0.0/8) to bind.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def main() -> None:
     p.add_argument("--leap", type=int, default=0)
     p.add_argument("--root-dispersion", type=float, default=0.0001)
     p.add_argument("--lifetime", type=float, default=300.0)
+    p.add_argument("--address", default="127.0.0.1", help="a loopback address to bind")
     a = p.parse_args()
     parent = os.getppid()
     offset_ns = int(a.offset * 1e9)
@@ -41,7 +43,9 @@ def main() -> None:
     refid = a.refid.encode()[:4].ljust(4, b"\0")
     deadline = time.monotonic() + a.lifetime
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", a.port))
+        if not a.address.startswith("127."):
+            raise SystemExit("fake_upstream binds loopback addresses only")
+        s.bind((a.address, a.port))
         while time.monotonic() < deadline and os.getppid() == parent:
             if not select.select([s], [], [], 0.5)[0]:
                 continue

@@ -53,6 +53,8 @@ NS = 1_000_000_000
 RESOLVE_RETRY_S = 30.0
 RERESOLVE_S = 3600.0
 REPLACE_CHECK_S = 64.0
+RESOLVER_TICK_S = 5.0
+AVOID_REPLACED_S = 3600.0
 _TIMESPEC = struct.Struct("@qq")
 _ANC = socket.CMSG_SPACE(16)
 
@@ -110,6 +112,8 @@ class _Name:
     spec: UpstreamSpec
     source_ids: list[int] = field(default_factory=list)
     next_resolve: float = 0.0
+    replaced: dict[str, float] = field(default_factory=dict)
+    """Addresses dropped as unreachable or rejected, and when: not taken again for a while."""
 
 
 class TimekeepingRunner:
@@ -312,7 +316,7 @@ class TimekeepingRunner:
                 if name.spec.is_address or now < name.next_resolve:
                     continue
                 await self._resolve(name)
-            await asyncio.sleep(5.0)
+            await asyncio.sleep(RESOLVER_TICK_S)
 
     async def _resolve(self, name: _Name) -> None:
         assert self._loop is not None
@@ -330,12 +334,15 @@ class TimekeepingRunner:
             name.next_resolve = time.monotonic() + RESOLVE_RETRY_S
             return
         in_use = {live.address for live in self._live.values()}
+        now = time.monotonic()
+        name.replaced = {a: t for a, t in name.replaced.items() if now - t < AVOID_REPLACED_S}
+        candidates = [str(info[4][0]) for info in infos]
+        candidates = list(dict.fromkeys(a for a in candidates if a not in in_use))
+        # Prefer addresses that were not just dropped; take those again only if nothing
+        # else is offered (a name with one address keeps being tried).
+        fresh = [a for a in candidates if a not in name.replaced]
         added = 0
-        for info in infos:
-            address = str(info[4][0])
-            if address in in_use or added >= want:
-                continue
-            in_use.add(address)
+        for address in (fresh or candidates)[:want]:
             self._add(name, address)
             added += 1
         name.next_resolve = time.monotonic() + (RERESOLVE_S if added else RESOLVE_RETRY_S)
@@ -353,6 +360,7 @@ class TimekeepingRunner:
                 self._close(sid)
                 for name in self._names:
                     if name.spec is live.spec:
+                        name.replaced[live.address] = time.monotonic()
                         name.next_resolve = 0.0
 
     # -- drift file ---------------------------------------------------------------------
