@@ -237,3 +237,27 @@ def test_wildcard_socket_replies_from_the_address_asked(tmp_path: Path) -> None:
             s.settimeout(2)
             s.send(struct.pack("!B39xQ", 0x23, 7))
             assert s.recv(100)[24:32] == struct.pack("!Q", 7)
+
+
+def test_detaches_without_foreground(tmp_path: Path) -> None:
+    port = free_udp_port()
+    cfg = write_config(tmp_path, basic_config(port))
+    pidfile = tmp_path / "detached.pid"
+    r = subprocess.run(
+        [EXE, "--config", str(cfg), "--pid-file", str(pidfile)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr  # the launching process returns at once
+    assert "log goes to syslog" in r.stderr
+    try:
+        assert wait_for(lambda: pidfile.exists() and sntp_query("127.0.0.1", port) is not None)
+        pid = int(pidfile.read_text())
+        assert os.getsid(pid) != os.getsid(0)  # a session of its own: detached from ours
+    finally:
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
+    assert wait_for(lambda: not pidfile.exists())
+    assert sntp_query("127.0.0.1", port, timeout=0.3) is None

@@ -129,6 +129,22 @@ def run(args: argparse.Namespace, *, default_config_path: str) -> int:
         log.warning("%s is set but not yet active in this version", key)
 
     if not args.foreground and not _under_service_manager():
+        if loaded.config.logging.output == "console":
+            # A detached daemon has no console: log to syslog instead, as chronyd does
+            # without -d (say so on the console before it goes away).
+            log.warning("detaching: logging.output is console, so the log goes to syslog")
+            try:
+                setup_logging(
+                    args.log_level or loaded.config.logging.level,
+                    "syslog",
+                    None,
+                    loaded.config.logging.log_format,
+                    labels=loaded.labels,
+                    syslog_facility=loaded.config.logging.syslog_facility,
+                    syslog_tag=loaded.config.logging.syslog_tag,
+                )
+            except SimpleNtpdError as exc:
+                log.error("cannot log to syslog: %s", exc)
         _daemonize()
     pid_file = Path(args.pid_file) if args.pid_file else None
     if pid_file is not None:
