@@ -599,7 +599,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="both",
         help="chronyd, simple-ntpd, both, or a comma list adding reflector or pyecho (floors)",
     )
-    p.add_argument("--workers", type=int, default=2, help="simple-ntpd worker_threads")
+    # One worker by default: chronyd answers from one thread, and on a small machine the load
+    # generator needs the other core (a second worker only adds wakeups: docs/benchmarks.md).
+    p.add_argument("--workers", type=int, default=1, help="simple-ntpd worker_threads")
     p.add_argument(
         "--simple-ntpd-config",
         metavar="FILE",
