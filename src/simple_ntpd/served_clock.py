@@ -159,6 +159,11 @@ class SeqlockReader:
     def sequence(self) -> int:
         return int(_SEQ.unpack_from(self._buf, 0)[0])
 
+    def sequence_view(self) -> memoryview:
+        """The sequence number as a one-item view: ``view[0]`` is the cheapest read of it
+        (no call, no struct), for the per-packet check on the hot path."""
+        return self._buf[:8].cast("Q")
+
     def read(self, max_tries: int = 1000) -> tuple[int, ServedClockState] | None:
         """A consistent (sequence, state), or None if the writer kept tearing it."""
         buf = self._buf

@@ -172,6 +172,7 @@ class RequestPipeline:
         "_reader",
         "_require_auth",
         "_seq",
+        "_seqview",
         "_state",
         "_template_ns",
         "counts",
@@ -197,6 +198,7 @@ class RequestPipeline:
             the policy limits rates).
         """
         self._reader = reader
+        self._seqview = reader.sequence_view()
         self._clock_ns = clock_ns
         self._max_len = max(HEADER_LEN, max_request_len)
         policy = policy or SecurityPolicy()
@@ -379,9 +381,7 @@ class RequestPipeline:
                 auth = found
         counts[1 + version] += 1  # Counter.REQUEST_V1..V4
 
-        if rx_ns - self._template_ns > _TEMPLATE_MAX_AGE_NS or (
-            self._reader.sequence() != self._seq
-        ):
+        if rx_ns - self._template_ns > _TEMPLATE_MAX_AGE_NS or self._seqview[0] != self._seq:
             self._refresh(rx_ns)
         st = self._state
         out = self._out
