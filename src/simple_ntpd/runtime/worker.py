@@ -10,6 +10,7 @@ sockets are idle and at most one batch behind under load.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -121,6 +122,13 @@ def run_worker(spec: WorkerSpec, region: SharedRegion, make_pipeline: type[Reque
         sock.setblocking(False)
         ep.register(sock.fileno(), select.EPOLLIN)
         by_fd[sock.fileno()] = (sock, socket_is_wildcard(sock))
+    # SIGTERM must end the loop at once, not when epoll next returns: Python retries an
+    # interrupted poll (PEP 475), and after a reload the old generation would otherwise keep
+    # answering with the old policy until its poll timed out. The signal's wakeup byte makes
+    # epoll return; the flag set by the handler then ends the loop.
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    ep.register(wake_r, select.EPOLLIN)
 
     handle = pipeline.handle
     # log_client_queries: the main process set the level before forking us.
@@ -161,6 +169,10 @@ def run_worker(spec: WorkerSpec, region: SharedRegion, make_pipeline: type[Reque
                     break
                 continue
             for fd, _ev in events:
+                if fd == wake_r:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(wake_r, 64)
+                    continue
                 sock, wildcard = by_fd[fd]
                 if batch is None:
                     unflushed += _serve_recvmsg(
@@ -227,6 +239,9 @@ def run_worker(spec: WorkerSpec, region: SharedRegion, make_pipeline: type[Reque
     finally:
         slot.flush(counts)
         ep.close()
+        signal.set_wakeup_fd(-1)
+        os.close(wake_r)
+        os.close(wake_w)
     return 0
 
 
