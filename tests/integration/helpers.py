@@ -23,11 +23,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / ".cache" / "tools"
 CHRONYD = TOOLS / "chrony" / "usr" / "sbin" / "chronyd"
 DAEMON = [sys.executable, "-m", "simple_ntpd.daemon.cli"]
 IS_ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(
+    not IS_ROOT, reason="needs root for a network namespace (port 123); CI runs as root"
+)
 
 # Options of ntpdig/ntpdate/chronyd that would set or slew this machine's clock.
 _CLOCK_SETTING = {"-S", "-s", "-b", "-B", "--step", "--slew"}

@@ -23,6 +23,7 @@ from tests.integration.helpers import (
     basic_config,
     chronyd,
     free_udp_port,
+    needs_root,
     parse_float,
     run_client,
     running_daemon,
@@ -31,9 +32,6 @@ from tests.integration.helpers import (
 
 pytestmark = pytest.mark.integration
 
-needs_root = pytest.mark.skipif(
-    not IS_ROOT, reason="needs root to create a network namespace for port 123 (CI runs as root)"
-)
 
 REFID = "TEST"
 REFID_DOTTED = ".".join(str(b) for b in REFID.encode())

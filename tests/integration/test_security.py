@@ -26,6 +26,7 @@ from tests.integration.helpers import (
     basic_config,
     chronyd,
     free_udp_port,
+    needs_root,
     run_client,
     running_daemon,
     sntp_query,
@@ -34,9 +35,6 @@ from tests.integration.helpers import (
 
 pytestmark = pytest.mark.integration
 
-needs_root = pytest.mark.skipif(
-    not IS_ROOT, reason="needs root for a network namespace (port 123) (CI runs as root)"
-)
 VECTORS = Path(__file__).parents[1] / "vectors" / "mac"
 
 

@@ -160,14 +160,9 @@ def run_worker(spec: WorkerSpec, region: SharedRegion, make_pipeline: type[Reque
                 if unflushed:
                     slot.flush(counts)
                     unflushed = 0
-                if summarize and time.monotonic() >= next_summary:
-                    next_summary = time.monotonic() + SUMMARY_INTERVAL_S
-                    _log_security_summary(spec.index, summarized, pipeline)
-                    summarized[:] = counts
                 if os.getppid() != spec.parent_pid:
                     log.warning("worker %d: main process gone, exiting", spec.index)
                     break
-                continue
             for fd, _ev in events:
                 if fd == wake_r:
                     with contextlib.suppress(BlockingIOError):
@@ -232,6 +227,7 @@ def run_worker(spec: WorkerSpec, region: SharedRegion, make_pipeline: type[Reque
             if unflushed >= _FLUSH_EVERY:
                 slot.flush(counts)
                 unflushed = 0
+            # Once per wakeup, busy or idle: security summaries at a bounded rate.
             if summarize and time.monotonic() >= next_summary:
                 next_summary = time.monotonic() + SUMMARY_INTERVAL_S
                 _log_security_summary(spec.index, summarized, pipeline)
