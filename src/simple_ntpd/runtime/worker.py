@@ -1,16 +1,27 @@
 """A data-plane worker process: receive, answer, send, count. Nothing else.
 
-The loop is a plain epoll loop, not asyncio: per datagram it does one
-``recvmsg`` (with the kernel receive timestamp), one call into the pure
-:class:`~simple_ntpd.server.pipeline.RequestPipeline`, and one ``sendto``.
-Sockets are drained in bounded batches; counters are copied to shared memory
-after each batch, so what the main process reports is exact once the
-sockets are idle and at most one batch behind under load.
+Each of the worker's sockets is served by a *lane*: a plain loop, not
+asyncio, that blocks in ``recvmmsg`` until datagrams are queued, answers each
+one through its own :class:`~simple_ntpd.server.pipeline.RequestPipeline`,
+writes the transmit timestamps of the batch and sends the replies with one
+``sendmmsg`` (runtime/mmsg.py measures why). The first socket's lane runs in
+the worker's main thread, any other socket's (IPv6 beside IPv4) in a thread of
+its own: a lane waiting in the kernel holds no interpreter lock, so two lanes
+only take turns when both have traffic.
+
+Counters are copied to shared memory every ``_FLUSH_EVERY`` datagrams and
+within ``_FLUSH_TIMEOUT`` of the sockets going quiet (the receive timeout), so
+what the main process reports is exact once the sockets are idle.
+
+Where the C library lacks ``recvmmsg``/``sendmmsg``, a plain epoll loop with
+one ``recvmsg`` and one ``sendto`` per datagram serves all sockets instead.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import gc
 import logging
 import os
@@ -18,6 +29,7 @@ import select
 import signal
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,7 +37,7 @@ from dataclasses import dataclass
 from simple_ntpd.daemon.logging_setup import QUERY_LOGGER, describe_query
 from simple_ntpd.reasons import DropReason
 from simple_ntpd.runtime import mmsg
-from simple_ntpd.runtime.shm import SharedRegion
+from simple_ntpd.runtime.shm import SharedRegion, SlotWriter
 from simple_ntpd.runtime.sockets import IP_PKTINFO, SO_TIMESTAMPNS, socket_is_wildcard
 from simple_ntpd.server.pipeline import RequestPipeline, security_summary
 from simple_ntpd.server.policy import SecurityPolicy
@@ -38,7 +50,6 @@ IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 _TIMESPEC = struct.Struct("@qq")
 _ANC_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) + socket.CMSG_SPACE(20)
 _BATCH = 256
-_MAX_BATCHES = 8  # recvmmsg calls per socket per wakeup, so no socket starves the others
 _POLL_TIMEOUT = 0.5
 # Counters reach shared memory every _FLUSH_EVERY datagrams under load, and
 # within _FLUSH_TIMEOUT once the sockets go quiet (one pack_into of the whole
@@ -46,12 +57,13 @@ _POLL_TIMEOUT = 0.5
 _FLUSH_EVERY = 256
 _FLUSH_TIMEOUT = 0.05
 _MSG_LEN = struct.Struct("=I")
+_PORT = struct.Struct("!H")
+# The lanes' receive timeout: how soon counters reach shared memory once the sockets
+# go quiet, and how often an idle lane looks at its stop flag and its parent.
+_RCVTIMEO = struct.pack("@ll", 0, int(_FLUSH_TIMEOUT * 1_000_000))
+_WAIT_ERRNOS = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
+_MAIN_THREAD_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2}
 _CMSG_TS = struct.Struct("=Qiiqq")  # cmsghdr + timespec: the usual first control message
-# sockaddr_in: sa_family (host byte order), port and address (network order). One
-# big-endian unpack reads all three; the family is compared byte-swapped.
-_NAME4 = struct.Struct("!HH4s")
-_AF_INET_WIRE = struct.unpack("!H", struct.pack("=H", socket.AF_INET))[0]
-_SCOPE = struct.Struct("=I")
 _SEND_FAILED = DROP_BASE + DropReason.SEND_FAILED
 SUMMARY_INTERVAL_S = 10.0
 """Security events are logged as one summary line per kind per worker at most this often."""
@@ -87,7 +99,10 @@ def _request_stop(_signum: int, _frame: object) -> None:
 def run_worker(spec: WorkerSpec, region: SharedRegion, make_pipeline: type[RequestPipeline]) -> int:
     """Serve until SIGTERM or the parent disappears. Returns an exit status."""
     signal.signal(signal.SIGTERM, _request_stop)
-    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+    # SIGUSR1 only wakes a lane thread out of its wait at shutdown (EINTR): a
+    # handler, not SIG_IGN, or the wait would not be interrupted.
+    signal.signal(signal.SIGUSR1, lambda _signum, _frame: None)
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR2):
         signal.signal(sig, signal.SIG_IGN)
     if spec.cpus:
         try:
@@ -101,21 +116,251 @@ def run_worker(spec: WorkerSpec, region: SharedRegion, make_pipeline: type[Reque
     # generation-0 passes every 700 allocations were pure overhead per packet.
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    pipeline = make_pipeline(
-        region.reader(),
-        time.time_ns,
-        max_request_len=spec.max_packet_size,
-        policy=spec.policy,
-        monotonic=time.monotonic,
-    )
-    counts = pipeline.counts
+    pipelines = [
+        make_pipeline(
+            region.reader(),
+            time.time_ns,
+            max_request_len=spec.max_packet_size,
+            policy=spec.policy,
+            monotonic=time.monotonic,
+        )
+        for _ in range(max(1, len(spec.sockets)))
+    ]
     slot = region.slot_writer(spec.slot)
     # A restarted worker continues the counts its slot already holds.
-    counts[:] = region.read_slot(spec.slot)
+    pipelines[0].counts[:] = region.read_slot(spec.slot)
+    if not mmsg.available():
+        return _run_epoll(spec, pipelines[0], slot)
+    return _run_lanes(spec, pipelines, slot)
+
+
+def _run_lanes(spec: WorkerSpec, pipelines: list[RequestPipeline], slot: SlotWriter) -> int:
+    """One lane per socket: the first in this thread, the others in threads of their own."""
+    if len(pipelines) == 1:
+        only = pipelines[0].counts
+
+        def flush() -> None:
+            slot.flush(only)
+
+    else:
+        lock = threading.Lock()
+        lanes_counts = [p.counts for p in pipelines]
+
+        def flush() -> None:
+            with lock:
+                slot.flush([sum(c) for c in zip(*lanes_counts, strict=True)])
+
+    failed: list[BaseException] = []
+    threads: list[threading.Thread] = []
+    main_ident = threading.get_ident()
+
+    def run_lane(lane: int) -> None:
+        try:
+            _serve_lane(spec, lane, pipelines[lane], flush)
+        except BaseException as exc:  # a lane that dies takes the worker with it
+            failed.append(exc)
+            log.exception("worker %d: lane %d failed", spec.index, lane)
+            _Stop.requested = True
+            if threading.get_ident() != main_ident:
+                signal.pthread_kill(main_ident, signal.SIGUSR1)
+
+    for lane in range(1, len(spec.sockets)):
+        t = threading.Thread(
+            target=_lane_thread, args=(run_lane, lane), name=f"lane-{lane}", daemon=True
+        )
+        t.start()
+        threads.append(t)
+    try:
+        run_lane(0)
+    finally:
+        _Stop.requested = True
+        for t in threads:
+            if t.ident is not None and t.is_alive():
+                with contextlib.suppress(OSError):
+                    signal.pthread_kill(t.ident, signal.SIGUSR1)
+            t.join(1.0)
+        flush()
+    return 1 if failed else 0
+
+
+def _lane_thread(run_lane: Callable[[int], None], lane: int) -> None:
+    # Process signals go to the main thread, whose wait they interrupt; this
+    # thread is woken by SIGUSR1 from the main thread when the worker stops.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _MAIN_THREAD_SIGNALS)
+    run_lane(lane)
+
+
+def _serve_lane(
+    spec: WorkerSpec, lane: int, pipeline: RequestPipeline, flush: Callable[[], None]
+) -> None:
+    """Serve one socket until the worker stops: wait, answer the batch, send it, count.
+
+    Written flat, with locals bound outside the loop: it runs once per
+    datagram. Each datagram costs two ``struct`` reads (length, kernel receive
+    timestamp), one port read, ``answer`` and two slice copies (reply and raw
+    source address); the batch costs one ``recvmmsg``, one clock read with
+    ``stamp_batch`` and one ``sendmmsg``. The source address becomes a string
+    only when the pipeline needs it (access list, rate limit, authentication
+    required, query log) or the request is not a bare header.
+    """
+    sock = spec.sockets[lane]
+    sock.setblocking(True)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _RCVTIMEO)
+    fd = sock.fileno()
+    wildcard = socket_is_wildcard(sock)
+    counts = pipeline.counts
     summarize = spec.policy is not None
     summarized = list(counts)
     next_summary = time.monotonic() + SUMMARY_INTERVAL_S
+    log_queries = _query_log.isEnabledFor(logging.INFO)
+    need_addr = pipeline.needs_address or log_queries
+    bufsize = spec.max_packet_size + 1  # one more byte to see over-long datagrams
+    batch = mmsg.RecvBatch(bufsize)
+    replies = mmsg.SendBatch(batch, sock.family if wildcard else None)
+    # recvmmsg and sendmmsg are called here, not through RecvBatch.wait and
+    # SendBatch.send, to spare two Python calls per wakeup (same arguments).
+    recvmmsg, sendmmsg, memmove = mmsg.recvmmsg_function(), mmsg.sendmmsg_function(), ctypes.memmove
+    recv_vec, recv_template = batch.vector, batch.template
+    template_len = len(recv_template)
+    batch_n, send_vec = batch.n, replies.vector_address
+    waitforone, dontwait = mmsg.MSG_WAITFORONE, mmsg.MSG_DONTWAIT
+    vec, dview, ctl, names = batch.views()
+    payload, reply_ctl = replies.payload, replies.control
+    move_source = batch.move_source
+    answer = pipeline.answer
+    plain = pipeline.plain_response
+    stamp = pipeline.stamp_batch
+    rxs = [0] * batch.n
+    mmsg_len, ctl_len, name_len = mmsg.MMSGHDR_LEN, mmsg.CONTROL_LEN, mmsg.NAME_LEN
+    unpack_len = _MSG_LEN.unpack_from
+    unpack_cmsg = _CMSG_TS.unpack_from
+    unpack_port = _PORT.unpack_from
+    ts_level, ts_type = socket.SOL_SOCKET, SO_TIMESTAMPNS
+    time_ns = time.time_ns
+    monotonic = time.monotonic
+    ipv4 = sock.family == socket.AF_INET
+    if wildcard:
+        info_level, info_type = (
+            (socket.IPPROTO_IP, IP_PKTINFO) if ipv4 else (socket.IPPROTO_IPV6, IPV6_PKTINFO)
+        )
+        # Where the reply's pktinfo data goes, and which received octets it copies:
+        # IPv4 sends from the request's destination (in_pktinfo.ipi_addr, as
+        # ipi_spec_dst); IPv6 echoes the whole in6_pktinfo.
+        info_dst, info_src, info_len = (20, 8, 4) if ipv4 else (16, 0, 20)
+    unflushed = 0
+    while not _Stop.requested:
+        memmove(recv_vec, recv_template, template_len)
+        n = recvmmsg(fd, recv_vec, batch_n, waitforone, None)
+        if n <= 0:
+            # The receive timeout (the socket is quiet), a signal, or an error.
+            err = ctypes.get_errno()
+            if n < 0 and err not in _WAIT_ERRNOS:
+                log.debug("worker %d: recvmmsg: %s", spec.index, os.strerror(err))
+            if unflushed:
+                flush()
+                unflushed = 0
+            if lane == 0 and os.getppid() != spec.parent_pid:
+                log.warning("worker %d: main process gone, exiting", spec.index)
+                break
+            n = 0
+        k = 0
+        for i in range(n):
+            length = unpack_len(vec, i * mmsg_len + 56)[0]
+            off = i * bufsize
+            data = dview[off : off + length]
+            _, level, ctype, sec, nsec = unpack_cmsg(ctl, i * ctl_len)
+            if ctype == ts_type and level == ts_level:
+                rx_ns = sec * 1_000_000_000 + nsec
+            else:
+                rx_ns = batch.timestamp_ns(i) or time_ns()
+            if need_addr or length != 48:
+                host, port = batch.source(i)
+            else:
+                host, port = "", unpack_port(names, i * name_len + 2)[0]
+            out = answer(data, rx_ns, host, port)
+            if log_queries:
+                _log_query((host, port), bytes(data), out)
+            if out is plain:
+                o = k * 48
+                payload[o : o + 48] = out
+                if k != i:
+                    move_source(i, k)
+                if wildcard:
+                    info = batch.control(i, info_level, info_type)
+                    if info is None:  # no pktinfo: the source cannot be chosen, drop
+                        counts[_SEND_FAILED] += 1
+                        continue
+                    dst = k * ctl_len + info_dst
+                    reply_ctl[dst : dst + info_len] = info[info_src : info_src + info_len]
+                rxs[k] = rx_ns
+                k += 1
+            elif not isinstance(out, DropReason):
+                # A kiss-o'-death, an authenticated response or a crypto-NAK:
+                # finished by the pipeline, sent on its own.
+                _send_one(sock, wildcard, batch, i, out, counts, spec.index)
+        if k:
+            stamp(payload, k, rxs)
+            sent = sendmmsg(fd, send_vec, k, dontwait)
+            if sent != k:
+                _finish_send(replies, fd, k, sent, counts, spec.index)
+        unflushed += n
+        if unflushed >= _FLUSH_EVERY:
+            flush()
+            unflushed = 0
+        # Once per wakeup, busy or idle: security summaries at a bounded rate.
+        if summarize and monotonic() >= next_summary:
+            next_summary = monotonic() + SUMMARY_INTERVAL_S
+            _log_security_summary(spec.index, summarized, pipeline)
+            summarized[:] = counts
 
+
+def _finish_send(
+    replies: mmsg.SendBatch, fd: int, count: int, sent: int, counts: list[int], index: int
+) -> None:
+    """After a sendmmsg that stopped short of ``count``: count the refused reply, send the rest.
+
+    ``sent`` < 0: the first reply was refused (errno says why); otherwise the
+    kernel sent ``sent`` replies and stopped at the next without saying why,
+    so that one is tried once more with the rest.
+    """
+    if sent < 0:
+        _count_send_failure(counts, 48)
+        log.debug("worker %d: sendmmsg: %s", index, os.strerror(ctypes.get_errno()))
+        sent = 1
+    for _reply, err in replies.send(fd, count, sent):
+        _count_send_failure(counts, 48)
+        log.debug("worker %d: sendmmsg: %s", index, os.strerror(err))
+
+
+def _send_one(
+    sock: socket.socket,
+    wildcard: bool,
+    batch: mmsg.RecvBatch,
+    i: int,
+    out: bytes | bytearray,
+    counts: list[int],
+    index: int,
+) -> None:
+    """Send one reply that is not a plain 48-octet header (the rare path)."""
+    addr = batch.source_address(i)
+    try:
+        if wildcard:
+            pktinfo = _batch_pktinfo(batch, i, sock.family == socket.AF_INET)
+            if pktinfo is not None:
+                sock.sendmsg([out], [pktinfo], socket.MSG_DONTWAIT, addr)
+                return
+        sock.sendto(out, socket.MSG_DONTWAIT, addr)
+    except OSError as exc:
+        _count_send_failure(counts, len(out))
+        log.debug("worker %d: send to %s: %s", index, addr, exc)
+
+
+def _run_epoll(spec: WorkerSpec, pipeline: RequestPipeline, slot: SlotWriter) -> int:
+    """The fallback loop: epoll over all sockets, one recvmsg and one sendto per datagram."""
+    counts = pipeline.counts
+    summarize = spec.policy is not None
+    summarized = list(counts)
+    next_summary = time.monotonic() + SUMMARY_INTERVAL_S
     ep = select.epoll()
     by_fd: dict[int, tuple[socket.socket, bool]] = {}
     for sock in spec.sockets:
@@ -129,25 +374,10 @@ def run_worker(spec: WorkerSpec, region: SharedRegion, make_pipeline: type[Reque
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     ep.register(wake_r, select.EPOLLIN)
-
     handle = pipeline.handle
     # log_client_queries: the main process set the level before forking us.
     log_queries = _query_log.isEnabledFor(logging.INFO)
-    time_ns = time.time_ns
-    ts_level, ts_type = socket.SOL_SOCKET, SO_TIMESTAMPNS
     bufsize = spec.max_packet_size + 1  # one more byte to see over-long datagrams
-    batch = mmsg.RecvBatch(bufsize) if mmsg.available() else None
-    if batch is not None:
-        recv_batch = batch.recv
-        batch_size = batch.n
-        vec, dview, ctl, names = batch.views()
-    mmsg_len, ctl_len, name_len = mmsg.MMSGHDR_LEN, mmsg.CONTROL_LEN, mmsg.NAME_LEN
-    unpack_len = _MSG_LEN.unpack_from
-    unpack_cmsg = _CMSG_TS.unpack_from
-    unpack_name = _NAME4.unpack_from
-    unpack_scope = _SCOPE.unpack_from
-    ntop = socket.inet_ntop
-    af_inet, af_inet6, af_inet_wire = socket.AF_INET, socket.AF_INET6, _AF_INET_WIRE
     unflushed = 0
     try:
         while not _Stop.requested:
@@ -169,61 +399,9 @@ def run_worker(spec: WorkerSpec, region: SharedRegion, make_pipeline: type[Reque
                         os.read(wake_r, 64)
                     continue
                 sock, wildcard = by_fd[fd]
-                if batch is None:
-                    unflushed += _serve_recvmsg(
-                        sock, wildcard, handle, counts, bufsize, log_queries, spec.index
-                    )
-                    continue
-                # The batched path (runtime/mmsg.py says why): one recvmmsg per
-                # up to BATCH datagrams, fields read straight from its buffers.
-                for _ in range(_MAX_BATCHES):
-                    try:
-                        n = recv_batch(fd)
-                    except OSError as exc:
-                        log.debug("worker %d: recvmmsg: %s", spec.index, exc)
-                        continue
-                    for i in range(n):
-                        length = unpack_len(vec, i * mmsg_len + 56)[0]
-                        off = i * bufsize
-                        data = dview[off : off + length]
-                        _, level, ctype, sec, nsec = unpack_cmsg(ctl, i * ctl_len)
-                        if ctype == ts_type and level == ts_level:
-                            rx_ns = sec * 1_000_000_000 + nsec
-                        else:
-                            rx_ns = batch.timestamp_ns(i) or time_ns()
-                        family, port, a4 = unpack_name(names, i * name_len)
-                        if family == af_inet_wire:
-                            addr: tuple[str, int] | tuple[str, int, int, int] = (
-                                ntop(af_inet, a4),
-                                port,
-                            )
-                        else:
-                            base = i * name_len
-                            addr = (
-                                ntop(af_inet6, names[base + 8 : base + 24]),
-                                port,
-                                0,
-                                unpack_scope(names, base + 24)[0],
-                            )
-                        out = handle(data, rx_ns, addr[0], port)
-                        if log_queries:
-                            _log_query((addr[0], port), bytes(data), out)
-                        if isinstance(out, DropReason):
-                            continue
-                        try:
-                            if wildcard:
-                                # Reply from the address the request was sent to.
-                                pktinfo = _batch_pktinfo(batch, i, family == af_inet_wire)
-                                if pktinfo is not None:
-                                    sock.sendmsg([out], [pktinfo], 0, addr)
-                                    continue
-                            sock.sendto(out, addr)
-                        except OSError as exc:
-                            _count_send_failure(counts, len(out))
-                            log.debug("worker %d: send to %s: %s", spec.index, addr, exc)
-                    unflushed += n
-                    if n < batch_size:
-                        break
+                unflushed += _serve_recvmsg(
+                    sock, wildcard, handle, counts, bufsize, log_queries, spec.index
+                )
             if unflushed >= _FLUSH_EVERY:
                 slot.flush(counts)
                 unflushed = 0

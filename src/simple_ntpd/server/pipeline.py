@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_left as _bucket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from simple_ntpd.auth.keys import KeyStore
 from simple_ntpd.reasons import DropReason
@@ -80,6 +80,8 @@ MODE_PRIVATE = 7
 _NTP_UNIX_OFFSET = 2_208_988_800
 _NS = 1_000_000_000
 _U32 = 0xFFFFFFFF
+_U64 = 0xFFFFFFFFFFFFFFFF
+_NTP_EPOCH_NS = _NTP_UNIX_OFFSET * 1_000_000_000  # 1900 to 1970 in ns
 # Refresh the cached response template at least this often so that root
 # dispersion grows with the age of the reference (RFC 5905 section 10): at
 # 15 ppm it grows 3.75 us per 250 ms, a quarter of one unit of the short format.
@@ -88,7 +90,6 @@ _TEMPLATE_MAX_AGE_NS = 250_000_000
 # Bytes 1..24 of a response: stratum, poll (patched per packet), precision,
 # root delay, root dispersion, reference id, reference timestamp.
 _TEMPLATE = struct.Struct("!BBbII4sQ")
-_RX_TX = struct.Struct("!QQ")
 _TX = struct.Struct("!Q")
 
 _DROP_TOO_SHORT = DROP_BASE + DropReason.TOO_SHORT
@@ -310,7 +311,7 @@ class RequestPipeline:
     def handle(
         self, data: bytes | memoryview, rx_ns: int, addr: str, port: int
     ) -> bytearray | bytes | DropReason:
-        """Answer one datagram.
+        """Answer one datagram: :meth:`answer`, then the transmit timestamp.
 
         Args:
             data: the datagram as received.
@@ -323,6 +324,32 @@ class RequestPipeline:
         Returns:
             The response (a plain 48-octet one is a buffer reused by the next
             call: send it before calling again), or the reason it is dropped.
+        """
+        out = self.answer(data, rx_ns, addr, port)
+        if out is self._out:
+            self._stamp(out, rx_ns)
+        return out
+
+    @property
+    def plain_response(self) -> bytearray:
+        """The buffer :meth:`answer` returns for a plain 48-octet response."""
+        return self._out
+
+    def answer(
+        self, data: bytes | memoryview, rx_ns: int, addr: str, port: int
+    ) -> bytearray | bytes | DropReason:
+        """Answer one datagram, all but the transmit timestamp of a plain response.
+
+        Same arguments and decisions as :meth:`handle`. A plain response is
+        :attr:`plain_response` with octets 40..47 (transmit timestamp) not yet
+        written: the caller copies it out and writes the transmit timestamps
+        of a whole batch with :meth:`stamp_batch` just before the batch is
+        sent. Anything else (a kiss-o'-death, an authenticated response or a
+        crypto-NAK) comes back finished, as ``bytes``, to be sent at once; a
+        drop comes back as its reason. ``addr`` is used only by the access
+        list, the rate limiter and the security samples: a caller whose
+        pipeline has none of them (:attr:`needs_address` is false) may pass
+        ``""`` for a bare 48-octet request.
         """
         counts = self.counts
         counts[0] += 1  # Counter.RECEIVED
@@ -390,40 +417,69 @@ class RequestPipeline:
         out[24:32] = data[40:48]  # origin = the client's transmit timestamp
         if st.leap == LEAP_UNSYNCHRONIZED:
             counts[14] += 1  # Counter.UNSYNCHRONIZED_RESPONSES
-        off = st.offset_ns
-        freq = st.freq
-        if freq:
-            rx = rx_ns + off + int(freq * (rx_ns - st.t0_ns))
-            tx_ns = self._clock_ns()
-            tx = tx_ns + off + int(freq * (tx_ns - st.t0_ns))
-        else:
-            rx = rx_ns + off
-            tx_ns = self._clock_ns()
-            tx = tx_ns + off
-        # Processing time as the client sees it: kernel receive timestamp to
-        # transmit timestamp, time queued in the socket included (docs/observability.md).
-        # One C bisect and two list increments: the histogram lives in the counters.
-        took = tx_ns - rx_ns
-        counts[LATENCY_BASE + _bucket(LATENCY_BOUNDS_NS, took)] += 1
-        if took > 0:  # a clock step between the two reads must not make it negative
-            counts[LATENCY_SUM_NS] += took
-        # Inline ntp64() twice: this is the innermost code of the server.
-        sec, ns = divmod(rx, _NS)
-        rx64 = (((sec + _NTP_UNIX_OFFSET) & _U32) << 32) | ((ns << 32) // _NS)
-        sec, ns = divmod(tx, _NS)
-        _RX_TX.pack_into(
-            out, 32, rx64, (((sec + _NTP_UNIX_OFFSET) & _U32) << 32) | ((ns << 32) // _NS)
-        )
+        rx = rx_ns + st.offset_ns
+        if st.freq:
+            rx += int(st.freq * (rx_ns - st.t0_ns))
+        # ntp64() in one integer expression: this is the innermost code of the server.
+        _TX.pack_into(out, 32, (((rx + _NTP_EPOCH_NS) << 32) // _NS) & _U64)
         if auth is not None:
             # The MAC covers the finished header, transmit timestamp included.
+            self._write_tx(out, rx_ns)
             counts[Counter.AUTHENTICATED] += 1
             return self._sent(sign_response(out, auth))
         if nak:
+            self._write_tx(out, rx_ns)
             counts[Counter.CRYPTO_NAK] += 1
             return self._sent(bytes(out) + CRYPTO_NAK_TRAILER)
-        counts[1] += 1  # Counter.RESPONDED
-        counts[13] += HEADER_LEN  # Counter.SENT_BYTES
+        # Counter.RESPONDED and SENT_BYTES: counted by stamp_batch, once per batch.
         return out
+
+    @property
+    def needs_address(self) -> bool:
+        """Whether :meth:`answer` reads ``addr`` for a bare 48-octet request."""
+        return self._guarded
+
+    def _stamp(self, out: bytearray, rx_ns: int) -> None:
+        """Write the transmit timestamp of one plain response, read from the clock now."""
+        self.stamp_batch(out, 1, (rx_ns,))
+
+    def _write_tx(self, out: bytearray, rx_ns: int) -> None:
+        """The transmit timestamp of a response that is finished here (MAC, crypto-NAK).
+
+        Counted like a batch of one, except for the response counters, which
+        ``_sent`` keeps for responses of other lengths.
+        """
+        responded, sent_bytes = self.counts[1], self.counts[13]
+        self.stamp_batch(out, 1, (rx_ns,))
+        self.counts[1], self.counts[13] = responded, sent_bytes
+
+    def stamp_batch(self, buf: bytearray | memoryview, count: int, rx_ns: Sequence[int]) -> None:
+        """Write the transmit timestamp into ``count`` plain responses, just before they are sent.
+
+        Response ``k`` is the 48 octets at ``buf[48 * k:]``, answered by
+        :meth:`answer` for a request received at ``rx_ns[k]``. The clock is
+        read once for the batch: every response gets the same transmit time,
+        the last thing written before the send. Each response's time in the
+        server (kernel receive timestamp to transmit timestamp, time queued
+        in the socket included, docs/observability.md) goes into the latency
+        histogram, which lives in the counters; the responses are counted as
+        sent here.
+        """
+        st = self._state
+        tx_ns = self._clock_ns()
+        tx = tx_ns + st.offset_ns
+        if st.freq:
+            tx += int(st.freq * (tx_ns - st.t0_ns))
+        tx64 = (((tx + _NTP_EPOCH_NS) << 32) // _NS) & _U64
+        counts = self.counts
+        counts[1] += count  # Counter.RESPONDED
+        counts[13] += HEADER_LEN * count  # Counter.SENT_BYTES
+        for k in range(count):
+            _TX.pack_into(buf, 48 * k + 40, tx64)
+            took = tx_ns - rx_ns[k]
+            counts[LATENCY_BASE + _bucket(LATENCY_BOUNDS_NS, took)] += 1
+            if took > 0:  # a clock step between the two reads must not make it negative
+                counts[LATENCY_SUM_NS] += took
 
 
 _EVENT_COUNTERS: dict[DropReason, tuple[int, int, str, str]] = {
