@@ -248,8 +248,16 @@ def _serve_lane(
         # ipi_spec_dst); IPv6 echoes the whole in6_pktinfo.
         info_dst, info_src, info_len = (20, 8, 4) if ipv4 else (16, 0, 20)
     unflushed = 0
+    # recvmmsg reads each slot's msg_namelen and msg_controllen as buffer sizes
+    # and overwrites them with the sizes used. On one socket those are the same
+    # for every datagram (the same address family, the same control messages),
+    # so the slots need restoring from the template only after a datagram came
+    # without its usual control messages; that spares a memmove per wakeup.
+    restore = False
     while not _Stop.requested:
-        memmove(recv_vec, recv_template, template_len)
+        if restore:
+            memmove(recv_vec, recv_template, template_len)
+            restore = False
         n = recvmmsg(fd, recv_vec, batch_n, waitforone, None)
         if n <= 0:
             # The receive timeout (the socket is quiet), a signal, or an error.
@@ -273,6 +281,7 @@ def _serve_lane(
                 rx_ns = sec * 1_000_000_000 + nsec
             else:
                 rx_ns = batch.timestamp_ns(i) or time_ns()
+                restore = True
             if need_addr or length != 48:
                 host, port = batch.source(i)
             else:
@@ -289,6 +298,7 @@ def _serve_lane(
                     info = batch.control(i, info_level, info_type)
                     if info is None:  # no pktinfo: the source cannot be chosen, drop
                         counts[_SEND_FAILED] += 1
+                        restore = True
                         continue
                     dst = k * ctl_len + info_dst
                     reply_ctl[dst : dst + info_len] = info[info_src : info_src + info_len]
