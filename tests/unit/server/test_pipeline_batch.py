@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 from tests.unit.server.test_pipeline import CLIENT, SYNC, T0, make, request
 
 from simple_ntpd.served_clock import ServedClockState
-from simple_ntpd.server.pipeline import HEADER_LEN, ntp64
+from simple_ntpd.server.acl import AccessList
+from simple_ntpd.server.pipeline import HEADER_LEN, RequestPipeline, ntp64
+from simple_ntpd.server.policy import SecurityPolicy
 from simple_ntpd.stats import LATENCY_BASE, LATENCY_BUCKETS, LATENCY_SUM_NS, Counter
 
 # A served clock with a running correction: offset and frequency both apply.
@@ -93,3 +95,28 @@ def test_stamp_batch_writes_one_transmit_time_and_counts_each_reply() -> None:
     assert p.counts[Counter.SENT_BYTES] == 3 * 48
     assert p.counts[LATENCY_SUM_NS] == 900_000 + 20_000 + 2_500
     assert sum(p.counts[LATENCY_BASE : LATENCY_BASE + LATENCY_BUCKETS]) == 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(batch=requests, state=st.sampled_from([SYNC, STEERED, None]))
+def test_fast_path_equals_full_path(
+    batch: list[tuple[bytes, int, int]], state: ServedClockState | None
+) -> None:
+    """A server that answers everyone takes a shortcut for bare client requests.
+
+    The same pipeline behind an access list that denies nobody it is asked
+    about takes the full path for every request: octets and counters match.
+    """
+    tx_clock = T0 + 3_000_000
+    fast, _, _ = make(state, clock_at=tx_clock)
+    full, _, _ = make(state, clock_at=tx_clock)
+    full_policy = SecurityPolicy(access=AccessList.from_cidrs(["0.0.0.0/0"], ["240.0.0.0/4"]))
+    full = RequestPipeline(full._reader, full._clock_ns, policy=full_policy)
+    assert full.needs_address and not fast.needs_address
+    for data, before, port in batch:
+        a = fast.handle(data, tx_clock - before, "", port)
+        b = full.handle(data, tx_clock - before, CLIENT, port)
+        assert (bytes(a) if isinstance(a, bytearray) else a) == (
+            bytes(b) if isinstance(b, bytearray) else b
+        )
+    assert fast.counts == full.counts
