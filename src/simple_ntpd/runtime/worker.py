@@ -232,6 +232,12 @@ def _serve_lane(
     stamp = pipeline.stamp_batch
     rxs = [0] * batch.n
     mmsg_len, ctl_len, name_len = mmsg.MMSGHDR_LEN, mmsg.CONTROL_LEN, mmsg.NAME_LEN
+    # Per slot, made once: where its length, control messages and source port
+    # are, and a view of its first 48 octets (most datagrams are exactly that).
+    len_at = [i * mmsg_len + 56 for i in range(batch.n)]
+    ctl_at = [i * ctl_len for i in range(batch.n)]
+    port_at = [i * name_len + 2 for i in range(batch.n)]
+    header_view = [dview[i * bufsize : i * bufsize + 48] for i in range(batch.n)]
     unpack_len = _MSG_LEN.unpack_from
     unpack_cmsg = _CMSG_TS.unpack_from
     unpack_port = _PORT.unpack_from
@@ -273,10 +279,9 @@ def _serve_lane(
             n = 0
         k = 0
         for i in range(n):
-            length = unpack_len(vec, i * mmsg_len + 56)[0]
-            off = i * bufsize
-            data = dview[off : off + length]
-            _, level, ctype, sec, nsec = unpack_cmsg(ctl, i * ctl_len)
+            length = unpack_len(vec, len_at[i])[0]
+            data = header_view[i] if length == 48 else dview[i * bufsize : i * bufsize + length]
+            _, level, ctype, sec, nsec = unpack_cmsg(ctl, ctl_at[i])
             if ctype == ts_type and level == ts_level:
                 rx_ns = sec * 1_000_000_000 + nsec
             else:
@@ -285,7 +290,7 @@ def _serve_lane(
             if need_addr or length != 48:
                 host, port = batch.source(i)
             else:
-                host, port = "", unpack_port(names, i * name_len + 2)[0]
+                host, port = "", unpack_port(names, port_at[i])[0]
             out = answer(data, rx_ns, host, port)
             if log_queries:
                 _log_query((host, port), bytes(data), out)

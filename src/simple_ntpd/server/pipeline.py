@@ -177,13 +177,13 @@ class RequestPipeline:
         "_monotonic",
         "_out",
         "_reader",
+        "_refresh_after",
         "_require_auth",
         "_rx_base",
         "_seq",
         "_seqview",
         "_state",
         "_t0",
-        "_template_ns",
         "_unsync",
         "counts",
         "first_byte",
@@ -231,7 +231,7 @@ class RequestPipeline:
         self._out = bytearray(HEADER_LEN)
         self._seq = -1
         self._state = ServedClockState()
-        self._template_ns = 0
+        self._refresh_after = 0  # system time (ns) after which the template is rebuilt
         # The served state's correction, unpacked for the fast path by _refresh.
         self._unsync = True
         self._rx_base = _NTP_EPOCH_NS
@@ -300,7 +300,7 @@ class RequestPipeline:
             if got is not None:
                 self._seq, self._state = got
         st = self._state
-        self._template_ns = now_ns
+        self._refresh_after = now_ns + _TEMPLATE_MAX_AGE_NS
         self._unsync = st.leap == LEAP_UNSYNCHRONIZED
         self._rx_base = st.offset_ns + _NTP_EPOCH_NS
         self._freq = st.freq
@@ -383,10 +383,7 @@ class RequestPipeline:
                 counts[0] += 1  # Counter.RECEIVED
                 counts[12] += HEADER_LEN  # Counter.RECEIVED_BYTES
                 counts[1 + version] += 1  # Counter.REQUEST_V1..V4
-                if (
-                    rx_ns - self._template_ns > _TEMPLATE_MAX_AGE_NS
-                    or self._seqview[0] != self._seq
-                ):
+                if rx_ns > self._refresh_after or self._seqview[0] != self._seq:
                     self._refresh(rx_ns)
                 out = self._out
                 out[0] = self.first_byte[version]
@@ -454,7 +451,7 @@ class RequestPipeline:
                 auth = found
         counts[1 + version] += 1  # Counter.REQUEST_V1..V4
 
-        if rx_ns - self._template_ns > _TEMPLATE_MAX_AGE_NS or self._seqview[0] != self._seq:
+        if rx_ns > self._refresh_after or self._seqview[0] != self._seq:
             self._refresh(rx_ns)
         st = self._state
         out = self._out
