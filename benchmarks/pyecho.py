@@ -44,14 +44,15 @@ def main() -> None:
         payload[48 * k] = 0x24
         payload[48 * k + 1] = 1  # stratum 1: stratum 0 is a kiss-o'-death to the load generator
     unpack_len = struct.Struct("=I").unpack_from
-    recvmmsg, sendmmsg, memmove = mmsg.recvmmsg_function(), mmsg.sendmmsg_function(), ctypes.memmove
-    recv_vec, template = batch.vector, batch.template
-    template_len, batch_n, send_vec = len(template), batch.n, replies.vector_address
+    recvmmsg, sendmmsg = mmsg.recvmmsg_function(), mmsg.sendmmsg_function()
+    # Like the worker, the slots are not restored between calls: on one socket the
+    # kernel writes back the same address and control lengths every time.
+    recv_vec, batch_n, send_vec = batch.vector, batch.n, replies.vector_address
     fd, bufsize = sock.fileno(), batch.bufsize
+    recv_address = ctypes.addressof(recv_vec)
     deadline = time.monotonic() + lifetime
     while time.monotonic() < deadline:
-        memmove(recv_vec, template, template_len)
-        n = recvmmsg(fd, recv_vec, batch_n, mmsg.MSG_WAITFORONE, None)
+        n = recvmmsg(fd, recv_address, batch_n, mmsg.MSG_WAITFORONE, None)
         k = 0
         for i in range(n):
             if unpack_len(vec, i * mmsg.MMSGHDR_LEN + 56)[0] < 48:

@@ -221,6 +221,7 @@ def _serve_lane(
     # SendBatch.send, to spare two Python calls per wakeup (same arguments).
     recvmmsg, sendmmsg, memmove = mmsg.recvmmsg_function(), mmsg.sendmmsg_function(), ctypes.memmove
     recv_vec, recv_template = batch.vector, batch.template
+    recv_vec_address = ctypes.addressof(recv_vec)  # an int converts faster than the array
     template_len = len(recv_template)
     batch_n, send_vec = batch.n, replies.vector_address
     waitforone, dontwait = mmsg.MSG_WAITFORONE, mmsg.MSG_DONTWAIT
@@ -264,7 +265,7 @@ def _serve_lane(
         if restore:
             memmove(recv_vec, recv_template, template_len)
             restore = False
-        n = recvmmsg(fd, recv_vec, batch_n, waitforone, None)
+        n = recvmmsg(fd, recv_vec_address, batch_n, waitforone, None)
         if n <= 0:
             # The receive timeout (the socket is quiet), a signal, or an error.
             err = ctypes.get_errno()
