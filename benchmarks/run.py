@@ -21,7 +21,6 @@ Run: .venv/bin/python benchmarks/run.py --help   (`make bench` runs it with the 
 from __future__ import annotations
 
 import argparse
-import configparser
 import contextlib
 import datetime as dt
 import json
@@ -277,19 +276,24 @@ def simple_ntpd_config(tmp: Path, port: int, workers: int) -> Path:
 
 
 def port_of_config(path: Path) -> tuple[str, int]:
-    """listen_address and listen_port of a simple-ntpd INI file (values may be quoted)."""
-    parser = configparser.ConfigParser(inline_comment_prefixes=("#",))
-    parser.read(path)
+    """listen_address and listen_port of a simple-ntpd configuration file (any of its formats).
 
-    def get(key: str, default: str) -> str:
-        return parser.get("network", key, fallback=default).strip().strip('"').strip("'")
+    Read with the daemon's own loader, so that whatever the daemon accepts (lists over several
+    lines, JSON, YAML) the harness reads the same way; an invalid file is reported here.
+    """
+    from simple_ntpd.config.load import load_config
+    from simple_ntpd.errors import ConfigError
 
-    host = get("listen_address", "127.0.0.1")
-    if host in ("0.0.0.0", "", "*"):
+    try:
+        network = load_config(path).config.network
+    except ConfigError as exc:
+        raise BenchError(f"{path}: {exc}") from None
+    host = str(network.listen_address)
+    if host in ("0.0.0.0", ""):
         host = "127.0.0.1"
     elif host == "::":
         host = "::1"
-    return host, int(get("listen_port", "11123"))
+    return host, int(network.listen_port)
 
 
 @contextlib.contextmanager

@@ -90,6 +90,8 @@ _TEMPLATE_MAX_AGE_NS = 250_000_000
 # Bytes 1..24 of a response: stratum, poll (patched per packet), precision,
 # root delay, root dispersion, reference id, reference timestamp.
 _TEMPLATE = struct.Struct("!BBbII4sQ")
+_FAST_PATH = True
+"""The short path of ``answer`` for bare client requests; a test turns it off to compare."""
 # First octet -> NTP version, for a client request (mode 3) of versions 1 to 4; 0 otherwise
 # (the full path decides those, NTPv1 mode 0 included).
 _PLAIN_VERSION = tuple(
@@ -259,33 +261,45 @@ class RequestPipeline:
         """Access list, then rate limit, then "authentication required" for bare headers.
 
         Returns None to go on, or what ``handle`` returns. Decided from the
-        source address and the length only: nothing is parsed yet.
+        source address and the length only: nothing is parsed yet. (The fast
+        path of ``answer`` makes the same three decisions inline.)
         """
-        counts = self.counts
         access = self._access
         if access is not None and not access.permits(addr):
-            self._sample(DropReason.ACL_DENIED, addr)
-            if self._kod_deny and kissable(data):
-                counts[Counter.KOD_DENY] += 1
-                return self._sent(kiss_of_death(data, KissCode.DENY))
-            counts[_DROP_ACL_DENIED] += 1
-            return DropReason.ACL_DENIED
+            return self._denied(data, addr)
         limiter = self._limiter
         if limiter is not None:
             assert self._monotonic is not None  # checked in __init__
             decision = limiter.check(addr, self._monotonic())
             if decision:  # DROP or KOD
-                self._sample(DropReason.RATE_LIMITED, addr)
-                if decision == KOD and kissable(data):
-                    counts[Counter.KOD_RATE] += 1
-                    return self._sent(kiss_of_death(data, KissCode.RATE))
-                counts[_DROP_RATE_LIMITED] += 1
-                return DropReason.RATE_LIMITED
+                return self._limited(data, addr, decision)
         if self._require_auth and len(data) == HEADER_LEN:
-            self._sample(DropReason.AUTH_REQUIRED, addr)
-            counts[_DROP_AUTH_REQUIRED] += 1
-            return DropReason.AUTH_REQUIRED
+            return self._unauthenticated(addr)
         return None
+
+    def _denied(self, data: bytes | memoryview, addr: str) -> bytes | DropReason:
+        """A source the access list refuses: a DENY kiss (``kod_deny``) or a drop."""
+        self._sample(DropReason.ACL_DENIED, addr)
+        if self._kod_deny and kissable(data):
+            self.counts[Counter.KOD_DENY] += 1
+            return self._sent(kiss_of_death(data, KissCode.DENY))
+        self.counts[_DROP_ACL_DENIED] += 1
+        return DropReason.ACL_DENIED
+
+    def _limited(self, data: bytes | memoryview, addr: str, decision: int) -> bytes | DropReason:
+        """A source over its rate: a RATE kiss (when the limiter says KOD) or a drop."""
+        self._sample(DropReason.RATE_LIMITED, addr)
+        if decision == KOD and kissable(data):
+            self.counts[Counter.KOD_RATE] += 1
+            return self._sent(kiss_of_death(data, KissCode.RATE))
+        self.counts[_DROP_RATE_LIMITED] += 1
+        return DropReason.RATE_LIMITED
+
+    def _unauthenticated(self, addr: str) -> DropReason:
+        """A bare header where authentication is required."""
+        self._sample(DropReason.AUTH_REQUIRED, addr)
+        self.counts[_DROP_AUTH_REQUIRED] += 1
+        return DropReason.AUTH_REQUIRED
 
     def _sent(self, response: bytes) -> bytes:
         self.counts[1] += 1  # Counter.RESPONDED
@@ -371,17 +385,27 @@ class RequestPipeline:
         """
         counts = self.counts
         n = len(data)
-        if n == HEADER_LEN and not self._guarded:
+        if n == HEADER_LEN and _FAST_PATH:
             version = _PLAIN_VERSION[data[0]]
             if version:
-                # The fast path: a bare NTPv1-4 client request (mode 3) to a
-                # server that answers every source. The same decisions and
-                # counters as the full path below, in the fewest operations:
-                # this is the innermost code of the server.
-                # (tests/unit/server/test_pipeline_batch.py checks that both
-                # paths give the same octets and counts.)
+                # The fast path: a bare NTPv1-4 client request (mode 3), the
+                # common case. The same decisions and counters as the full
+                # path below, in the fewest operations: this is the innermost
+                # code of the server. (tests/unit/server/test_pipeline_batch.py
+                # checks that both paths give the same octets and counts.)
                 counts[0] += 1  # Counter.RECEIVED
                 counts[12] += HEADER_LEN  # Counter.RECEIVED_BYTES
+                if self._guarded:  # _guard's decisions, inline
+                    access = self._access
+                    if access is not None and not access.permits(addr):
+                        return self._denied(data, addr)
+                    limiter = self._limiter
+                    if limiter is not None:
+                        decision = limiter.check(addr, self._monotonic())  # type: ignore[misc]
+                        if decision:
+                            return self._limited(data, addr, decision)
+                    if self._require_auth:
+                        return self._unauthenticated(addr)
                 counts[1 + version] += 1  # Counter.REQUEST_V1..V4
                 if rx_ns > self._refresh_after or self._seqview[0] != self._seq:
                     self._refresh(rx_ns)

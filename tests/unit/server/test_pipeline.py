@@ -15,6 +15,7 @@ from simple_ntpd.served_clock import (
     ServedClockState,
 )
 from simple_ntpd.server.pipeline import RequestPipeline, ntp64, short_format
+from simple_ntpd.server.policy import SecurityPolicy
 from simple_ntpd.stats import DROP_BASE, Counter
 
 HDR = struct.Struct("!BBbbII4sQQQQ")
@@ -40,13 +41,17 @@ class FakeClock:
         return self.now
 
 
-def make(state: ServedClockState | None = SYNC, clock_at: int = T0 + 50_000):
+def make(
+    state: ServedClockState | None = SYNC,
+    clock_at: int = T0 + 50_000,
+    policy: SecurityPolicy | None = None,
+):
     buf = bytearray(STATE_BUFFER_SIZE)
     writer = SeqlockWriter(memoryview(buf))
     if state is not None:
         writer.publish(state)
     clock = FakeClock(clock_at)
-    return RequestPipeline(SeqlockReader(memoryview(buf)), clock), writer, clock
+    return RequestPipeline(SeqlockReader(memoryview(buf)), clock, policy=policy), writer, clock
 
 
 def request(
