@@ -1,0 +1,101 @@
+"""A worker process end to end: both of its loops answer, count and stop on SIGTERM.
+
+Forked like the supervisor forks it, over a v4 and a v6 socket: the lanes (the
+first in the worker's main thread, the second in a thread of its own), and the
+epoll fallback used where libc has no recvmmsg/sendmmsg.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import struct
+import time
+from collections.abc import Iterator
+
+import pytest
+from tests.unit.server.test_pipeline import SYNC, request
+
+from simple_ntpd.runtime import mmsg, worker
+from simple_ntpd.runtime.shm import SharedRegion
+from simple_ntpd.runtime.sockets import SO_TIMESTAMPNS
+from simple_ntpd.server.pipeline import RequestPipeline
+from simple_ntpd.stats import Counter
+
+
+def _socket(family: int, host: str) -> socket.socket:
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    s.bind((host, 0))
+    return s
+
+
+@pytest.fixture
+def sockets() -> Iterator[list[socket.socket]]:
+    socks = [_socket(socket.AF_INET, "127.0.0.1")]
+    with contextlib.suppress(OSError):  # no IPv6 loopback here: the v4 socket alone
+        socks.append(_socket(socket.AF_INET6, "::1"))
+    yield socks
+    for s in socks:
+        s.close()
+
+
+def _ask(server: socket.socket, xmt: int) -> bytes:
+    with socket.socket(server.family, socket.SOCK_DGRAM) as c:
+        c.settimeout(2.0)
+        c.sendto(request(xmt=xmt), server.getsockname()[:2])
+        return c.recv(100)
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["lanes", "epoll-fallback"])
+def test_worker_answers_counts_and_stops(sockets: list[socket.socket], batched: bool) -> None:
+    if batched and not mmsg.available():
+        pytest.skip("no recvmmsg/sendmmsg in this libc")
+    region = SharedRegion(slots=1)
+    region.writer().publish(SYNC)
+    spec = worker.WorkerSpec(
+        index=0,
+        slot=0,
+        sockets=sockets,
+        max_packet_size=2048,
+        cpus=None,
+        parent_pid=os.getpid(),
+    )
+    pid = os.fork()
+    if pid == 0:  # the worker
+        status = 1
+        try:
+            if not batched:
+                mmsg._recvmmsg = None  # as on a libc without it
+            status = worker.run_worker(spec, region, RequestPipeline)
+        finally:
+            os._exit(status)
+    try:
+        for k, server in enumerate(sockets):
+            reply = _ask(server, xmt=100 + k)
+            assert struct.unpack_from("!Q", reply, 24)[0] == 100 + k
+            assert reply[1] == SYNC.stratum
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            if region.read_slot(0)[Counter.RESPONDED] == len(sockets):
+                break
+            time.sleep(0.01)
+        assert region.read_slot(0)[Counter.RESPONDED] == len(sockets)  # flushed when quiet
+        started = time.monotonic()
+        os.kill(pid, signal.SIGTERM)
+        while time.monotonic() - started < 3.0:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.005)
+        else:
+            pytest.fail("the worker did not stop within 3 s of SIGTERM")
+        assert os.waitstatus_to_exitcode(status) == 0
+        # Both lanes, the thread's included, see the stop at once, not at a timeout.
+        assert time.monotonic() - started < 1.0
+    finally:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
