@@ -179,11 +179,13 @@ class Supervisor:
             for address in spec.addresses:
                 self.sockets.append(make_udp_socket(address, spec))
         self._steer_sources(len(spec.addresses))
+        workers = worker_count(cfg)
         log.info(
-            "listening on %s port %d (%d workers)",
+            "listening on %s port %d (%d %s)",
             ", ".join(spec.addresses),
             spec.port,
-            worker_count(cfg),
+            workers,
+            "worker" if workers == 1 else "workers",
         )
 
     def _steer_sources(self, n_addresses: int) -> None:
