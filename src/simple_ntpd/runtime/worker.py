@@ -58,6 +58,8 @@ _FLUSH_EVERY = 256
 _FLUSH_TIMEOUT = 0.05
 _MSG_LEN = struct.Struct("=I")
 _PORT = struct.Struct("!H")
+_CONTROLLEN = struct.Struct("=Q")  # msghdr.msg_controllen, as the kernel wrote it back
+_CMSG_HEADER = struct.Struct("=Qii")  # cmsg_len, cmsg_level, cmsg_type
 # From the port of a sockaddr_in / sockaddr_in6: port and address octets.
 _SOURCE4 = struct.Struct("!H4s")
 _SOURCE6 = struct.Struct("!H4x16s")
@@ -269,6 +271,11 @@ def _serve_lane(
         # IPv4 sends from the request's destination (in_pktinfo.ipi_addr, as
         # ipi_spec_dst); IPv6 echoes the whole in6_pktinfo.
         info_dst, info_src, info_len = (20, 8, 4) if ipv4 else (16, 0, 20)
+        info_kind = (info_level, info_type)
+        info_space = 16 + (12 if ipv4 else 20)  # CMSG_LEN of in_pktinfo / in6_pktinfo
+        controllen_at = [i * mmsg_len + 40 for i in range(batch.n)]
+        unpack_controllen = _CONTROLLEN.unpack_from
+        unpack_cmsg_header = _CMSG_HEADER.unpack_from
     unflushed = 0
     # recvmmsg reads each slot's msg_namelen and msg_controllen as buffer sizes
     # and overwrites them with the sizes used. On one socket those are the same
@@ -322,13 +329,23 @@ def _serve_lane(
                 if k != i:
                     move_source(i, k)
                 if wildcard:
-                    info = batch.control(i, info_level, info_type)
-                    if info is None:  # no pktinfo: the source cannot be chosen, drop
-                        counts[_SEND_FAILED] += 1
-                        restore = True
-                        continue
+                    # The pktinfo message follows the timestamp's (the kernel writes
+                    # timestamps first); anywhere else, or absent, is the slow way.
                     dst = k * ctl_len + info_dst
-                    reply_ctl[dst : dst + info_len] = info[info_src : info_src + info_len]
+                    at = ctl_at[i] + 32
+                    if (
+                        unpack_controllen(vec, controllen_at[i])[0] >= at - ctl_at[i] + info_space
+                        and unpack_cmsg_header(ctl, at)[1:] == info_kind
+                    ):
+                        at += 16 + info_src
+                        reply_ctl[dst : dst + info_len] = ctl[at : at + info_len]
+                    else:
+                        info = batch.control(i, info_level, info_type)
+                        if info is None:  # no pktinfo: the source cannot be chosen, drop
+                            counts[_SEND_FAILED] += 1
+                            restore = True
+                            continue
+                        reply_ctl[dst : dst + info_len] = info[info_src : info_src + info_len]
                 rxs[k] = rx_ns
                 k += 1
             elif not isinstance(out, DropReason):
