@@ -99,3 +99,49 @@ def test_worker_answers_counts_and_stops(sockets: list[socket.socket], batched: 
         with contextlib.suppress(ProcessLookupError, ChildProcessError):
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
+
+
+class _Exploding(RequestPipeline):
+    """A pipeline with a bug: it raises on the request whose transmit timestamp is 666."""
+
+    def answer(self, data, rx_ns, addr, port):  # type: ignore[no-untyped-def]
+        if bytes(data[40:48]) == struct.pack("!Q", 666):
+            raise RuntimeError("boom")
+        return super().answer(data, rx_ns, addr, port)
+
+
+@pytest.mark.skipif(not mmsg.available(), reason="no recvmmsg/sendmmsg in this libc")
+@pytest.mark.parametrize("lane", [0, 1], ids=["main-thread-lane", "thread-lane"])
+def test_a_lane_that_fails_takes_the_worker_down(sockets: list[socket.socket], lane: int) -> None:
+    """The supervisor restarts a worker that exits; a worker must not live on half-dead."""
+    if lane >= len(sockets):
+        pytest.skip("no IPv6 loopback here: no second lane")
+    region = SharedRegion(slots=1)
+    region.writer().publish(SYNC)
+    spec = worker.WorkerSpec(
+        index=0, slot=0, sockets=sockets, max_packet_size=2048, cpus=None, parent_pid=os.getpid()
+    )
+    pid = os.fork()
+    if pid == 0:
+        status = 2
+        try:
+            status = worker.run_worker(spec, region, _Exploding)
+        finally:
+            os._exit(status)
+    try:
+        assert struct.unpack_from("!Q", _ask(sockets[lane], xmt=5), 24)[0] == 5  # serving
+        with socket.socket(sockets[lane].family, socket.SOCK_DGRAM) as c:
+            c.sendto(request(xmt=666), sockets[lane].getsockname()[:2])
+        started = time.monotonic()
+        while time.monotonic() - started < 3.0:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.005)
+        else:
+            pytest.fail("the worker kept running with a dead lane")
+        assert os.waitstatus_to_exitcode(status) == 1
+    finally:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
