@@ -49,6 +49,17 @@ def _ask(server: socket.socket, xmt: int) -> bytes:
         return c.recv(100)
 
 
+def _exit_code(pid: int, within: float) -> int | None:
+    """The child's exit code once it exits, or None if it is still running after ``within`` s."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.005)
+    return None
+
+
 @pytest.mark.parametrize("batched", [True, False], ids=["lanes", "epoll-fallback"])
 def test_worker_answers_counts_and_stops(sockets: list[socket.socket], batched: bool) -> None:
     if batched and not mmsg.available():
@@ -85,14 +96,7 @@ def test_worker_answers_counts_and_stops(sockets: list[socket.socket], batched: 
         assert region.read_slot(0)[Counter.RESPONDED] == len(sockets)  # flushed when quiet
         started = time.monotonic()
         os.kill(pid, signal.SIGTERM)
-        while time.monotonic() - started < 3.0:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            time.sleep(0.005)
-        else:
-            pytest.fail("the worker did not stop within 3 s of SIGTERM")
-        assert os.waitstatus_to_exitcode(status) == 0
+        assert _exit_code(pid, within=3.0) == 0, "the worker did not stop within 3 s of SIGTERM"
         # Both lanes, the thread's included, see the stop at once, not at a timeout.
         assert time.monotonic() - started < 1.0
     finally:
@@ -132,15 +136,7 @@ def test_a_lane_that_fails_takes_the_worker_down(sockets: list[socket.socket], l
         assert struct.unpack_from("!Q", _ask(sockets[lane], xmt=5), 24)[0] == 5  # serving
         with socket.socket(sockets[lane].family, socket.SOCK_DGRAM) as c:
             c.sendto(request(xmt=666), sockets[lane].getsockname()[:2])
-        started = time.monotonic()
-        while time.monotonic() - started < 3.0:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            time.sleep(0.005)
-        else:
-            pytest.fail("the worker kept running with a dead lane")
-        assert os.waitstatus_to_exitcode(status) == 1
+        assert _exit_code(pid, within=3.0) == 1, "the worker kept running with a dead lane"
     finally:
         with contextlib.suppress(ProcessLookupError, ChildProcessError):
             os.kill(pid, signal.SIGKILL)
