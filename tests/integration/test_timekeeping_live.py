@@ -120,9 +120,17 @@ def test_synchronizes_to_shifted_upstreams_then_holdover_then_local(tmp_path: Pa
             # Until the first synchronization: leap 3, never a made-up stratum.
             assert wait_until(lambda: best_query(port, 1)["stratum"] == 2, 15), d.log()
             assert time.monotonic() - t0 < 15
-            time.sleep(2)
-            r = best_query(port)
-            assert abs(float(r["offset"]) - SHIFT) < 0.001, r  # type: ignore[arg-type]
+            # Within 1 ms of the upstreams' time, soon after: the first samples can carry a
+            # scheduling delay of the test upstreams (Python processes on a loaded two-core
+            # machine), which the clock filter weeds out as better samples come in.
+            last: list[dict[str, object]] = []
+
+            def converged() -> bool:
+                last[:] = [best_query(port)]
+                return abs(float(last[0]["offset"]) - SHIFT) < 0.001  # type: ignore[arg-type]
+
+            assert wait_until(converged, 10), last
+            r = last[0]
             assert r["refid"] == "127.0.0.1" and r["leap"] == 0
 
             # A client nobody here wrote agrees.
