@@ -14,8 +14,8 @@ addressed with the raw ``sockaddr`` the kernel gave (no address string is
 made and parsed again per reply). The transmit timestamps are written into the
 whole batch just before that call (``RequestPipeline.stamp_batch``), so the
 transmit timestamp is still the last thing written before the send. Measured
-with ``benchmarks/pyecho.py`` at 20,000 requests/s: 9.2 us of CPU per
-response against 11.6 us with one ``sendto`` per reply.
+with variants of ``benchmarks/pyecho.py`` at 20,000 requests/s: 9.2 us of CPU
+per response against 11.6 us with one ``sendto`` per reply.
 
 The worker blocks in ``recvmmsg`` (``MSG_WAITFORONE``) on a blocking socket
 with a receive timeout, instead of an ``epoll_wait`` before each
@@ -156,7 +156,8 @@ class RecvBatch:
 
     @property
     def template(self) -> bytes:
-        """The array as built: copy it back over :attr:`vector` before each recvmmsg."""
+        """The array as built: copied back over :attr:`vector`, it restores the buffer sizes
+        (``msg_namelen``, ``msg_controllen``) that recvmmsg overwrote."""
         return self._template
 
     def views(self) -> tuple[memoryview, memoryview, memoryview, memoryview]:
