@@ -513,12 +513,12 @@ class RequestPipeline:
     def _write_tx(self, out: bytearray, rx_ns: int) -> None:
         """The transmit timestamp of a response that is finished here (MAC, crypto-NAK).
 
-        Counted like a batch of one, except for the response counters, which
-        ``_sent`` keeps for responses of other lengths.
+        Timed like a batch of one; ``_sent`` then counts the response at its
+        own length, so the plain 48-octet one ``stamp_batch`` counted is taken back.
         """
-        responded, sent_bytes = self.counts[1], self.counts[13]
         self.stamp_batch(out, 1, (rx_ns,))
-        self.counts[1], self.counts[13] = responded, sent_bytes
+        self.counts[1] -= 1  # Counter.RESPONDED
+        self.counts[13] -= HEADER_LEN  # Counter.SENT_BYTES
 
     def stamp_batch(self, buf: bytearray | memoryview, count: int, rx_ns: Sequence[int]) -> None:
         """Write the transmit timestamp into ``count`` plain responses, just before they are sent.
