@@ -36,6 +36,8 @@ class ListenSpec:
     interface: str = ""
     receive_buffer_size: int = 0
     send_buffer_size: int = 0
+    receive_buffer_configured: bool = True
+    """Whether the receive size was configured: a short buffer is then a WARNING, else INFO."""
 
 
 def listen_addresses(listen_address: str, enable_ipv6: bool) -> tuple[str, ...]:
@@ -73,8 +75,14 @@ def make_udp_socket(address: str, spec: ListenSpec, *, reuseport: bool = True) -
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         if spec.interface:
             sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, spec.interface.encode() + b"\0")
-        _set_buffer(sock, socket.SO_RCVBUF, SO_RCVBUFFORCE, spec.receive_buffer_size)
-        _set_buffer(sock, socket.SO_SNDBUF, SO_SNDBUFFORCE, spec.send_buffer_size)
+        _set_buffer(
+            sock,
+            socket.SO_RCVBUF,
+            SO_RCVBUFFORCE,
+            spec.receive_buffer_size,
+            logging.WARNING if spec.receive_buffer_configured else logging.INFO,
+        )
+        _set_buffer(sock, socket.SO_SNDBUF, SO_SNDBUFFORCE, spec.send_buffer_size, logging.WARNING)
         enable_rx_options(sock, wildcard=is_wildcard(address))
         sock.bind((address, spec.port))
         sock.setblocking(False)
@@ -99,7 +107,8 @@ def enable_rx_options(sock: socket.socket, *, wildcard: bool) -> None:
             sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
 
 
-def _set_buffer(sock: socket.socket, opt: int, force_opt: int, size: int) -> None:
+def _set_buffer(sock: socket.socket, opt: int, force_opt: int, size: int, level: int) -> None:
+    """Ask for a socket buffer of ``size`` bytes; log at ``level`` when the kernel gives less."""
     if size <= 0:
         return
     try:
@@ -111,8 +120,9 @@ def _set_buffer(sock: socket.socket, opt: int, force_opt: int, size: int) -> Non
         sock.setsockopt(socket.SOL_SOCKET, opt, size)
     got = sock.getsockopt(socket.SOL_SOCKET, opt)
     if got < size:
-        log.warning(
-            "socket buffer %s is %d bytes, less than the %d configured (raise net.core.%s)",
+        log.log(
+            level,
+            "socket buffer %s is %d bytes, less than the %d asked for (raise net.core.%s)",
             "SO_RCVBUF" if opt == socket.SO_RCVBUF else "SO_SNDBUF",
             got,
             size,

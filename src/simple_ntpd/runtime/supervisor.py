@@ -55,6 +55,7 @@ def listen_spec(cfg: Config) -> ListenSpec:
         interface=net.bind_interface,
         receive_buffer_size=net.receive_buffer_size,
         send_buffer_size=net.send_buffer_size,
+        receive_buffer_configured="receive_buffer_size" in net.model_fields_set,
     )
 
 

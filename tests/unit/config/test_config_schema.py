@@ -118,7 +118,7 @@ def test_defaults() -> None:
     assert c.network.listen_port == 123
     assert c.network.enable_ipv6 is True
     assert c.network.bind_interface == ""
-    assert (c.network.receive_buffer_size, c.network.send_buffer_size) == (0, 0)
+    assert (c.network.receive_buffer_size, c.network.send_buffer_size) == (1 << 20, 0)
     n = c.ntp_server
     assert (n.stratum, n.reference_clock, n.reference_id) == (2, "LOCAL", "LOCL")
     assert n.upstream_servers == ()
