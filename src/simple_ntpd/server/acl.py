@@ -29,7 +29,7 @@ Python's ``recvfrom`` returns, never a socket object.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 __all__ = [
     "DECISION_CACHE_SIZE",
@@ -164,6 +164,16 @@ class AccessList:
         self._has_allow = any(rules.values())
         self._cache: dict[str, bool] = {}
         self.allows_all = allows_all
+
+    @property
+    def decided(self) -> Mapping[str, bool]:
+        """The decisions :meth:`permits` has already made, by address string.
+
+        The same mapping object for the list's whole life (emptied when full,
+        never replaced), so the pipeline's fast path can look a known client up
+        without a call and fall back to :meth:`permits` on a miss.
+        """
+        return self._cache
 
     @classmethod
     def from_cidrs(cls, allow: Sequence[str], deny: Sequence[str]) -> AccessList:

@@ -168,6 +168,7 @@ class RequestPipeline:
 
     __slots__ = (
         "_access",
+        "_access_decided",
         "_clock_ns",
         "_crypto_nak",
         "_freq",
@@ -216,6 +217,8 @@ class RequestPipeline:
         policy = policy or SecurityPolicy()
         access = policy.access
         self._access: AccessList | None = None if access is None or access.allows_all else access
+        # The access list's decisions so far, looked up by the fast path without a call.
+        self._access_decided = self._access.decided if self._access is not None else {}
         self._kod_deny = policy.kod_deny
         params = policy.rate_limit
         self._limiter = RateLimiter(params) if params is not None and params.enabled else None
@@ -397,8 +400,12 @@ class RequestPipeline:
                 counts[12] += HEADER_LEN  # Counter.RECEIVED_BYTES
                 if self._guarded:  # _guard's decisions, inline
                     access = self._access
-                    if access is not None and not access.permits(addr):
-                        return self._denied(data, addr)
+                    if access is not None:
+                        permitted = self._access_decided.get(addr)
+                        if permitted is None:
+                            permitted = access.permits(addr)
+                        if not permitted:
+                            return self._denied(data, addr)
                     limiter = self._limiter
                     if limiter is not None:
                         decision = limiter.check(addr, self._monotonic())  # type: ignore[misc]

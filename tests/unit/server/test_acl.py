@@ -109,10 +109,16 @@ def test_matches_trusts_nobody_when_empty() -> None:
 def test_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(acl_module, "DECISION_CACHE_SIZE", 100)
     acl = AccessList.from_cidrs(["10.0.0.0/8"], [])
+    decided = acl.decided
     for i in range(1000):
-        assert acl.permits(f"10.0.{i // 256}.{i % 256}")
-        assert len(acl._cache) <= 100
+        addr = f"10.0.{i // 256}.{i % 256}"
+        assert acl.permits(addr)
+        assert len(decided) <= 100
+        assert decided[addr] is True
+        # Emptied when full, never replaced: the pipeline holds this very mapping.
+        assert acl.decided is decided
     assert not acl.permits("11.0.0.1")
+    assert decided["11.0.0.1"] is False
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from simple_ntpd.served_clock import (
     SeqlockWriter,
     ServedClockState,
 )
+from simple_ntpd.server import acl as acl_module
 from simple_ntpd.server.acl import AccessList
 from simple_ntpd.server.auth import (
     Authenticated,
@@ -123,6 +124,22 @@ def test_acl_matrix_ipv4_ipv6(addr: str, allowed: bool) -> None:
         assert out is DropReason.ACL_DENIED
         assert p.counts[DROP_BASE + DropReason.ACL_DENIED] == 1
         assert p.samples[DropReason.ACL_DENIED] == [addr]
+
+
+def test_acl_decisions_stay_right_when_the_decision_cache_empties(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The fast path looks known clients up in AccessList.decided without a call; the cache
+    # empties when full and must stay the object the pipeline holds.
+    monkeypatch.setattr(acl_module, "DECISION_CACHE_SIZE", 50)
+    p, _ = make(ACL)
+    for i in range(400):
+        allowed = f"10.2.{i // 256}.{i % 256}"
+        assert len(answered(p.handle(request(), T0, allowed, 40000))) == 48
+        assert p.handle(request(), T0, "10.1.0.1", 40000) is DropReason.ACL_DENIED
+        assert p.handle(request(), T0, "8.8.8.8", 40000) is DropReason.ACL_DENIED
+    assert p.counts[Counter.RESPONDED] == 400
+    assert p.counts[DROP_BASE + DropReason.ACL_DENIED] == 800
 
 
 def test_denied_gets_deny_kiss_when_configured() -> None:

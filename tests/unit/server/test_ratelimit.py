@@ -6,6 +6,7 @@ import tracemalloc
 
 import pytest
 
+from simple_ntpd.server import acl as acl_module
 from simple_ntpd.server.ratelimit import (
     DROP,
     KOD,
@@ -98,6 +99,19 @@ def test_trusted_networks_bypass_and_stay_out_of_table() -> None:
     assert rl.tracked() == 0
     assert rl.check("11.1.2.3", 0.0) == PASS
     assert rl.check("11.1.2.3", 0.0) != PASS
+
+
+def test_trusted_decisions_stay_right_when_the_decision_cache_empties(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(acl_module, "DECISION_CACHE_SIZE", 20)
+    rl = _limiter(max_queries_per_minute=1, burst=1, trusted_networks=["10.0.0.0/8"])
+    assert rl.check("11.1.2.3", 0.0) == PASS
+    for i in range(200):
+        assert rl.check(f"10.0.0.{i}", 0.0) == PASS
+        assert rl.check("10.9.9.9", 0.0) == PASS
+        assert rl.check("11.1.2.3", 0.0) != PASS  # still limited: not trusted
+    assert rl.tracked() == 1
 
 
 def test_empty_trusted_list_trusts_nobody() -> None:
