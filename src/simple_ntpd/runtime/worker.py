@@ -11,7 +11,8 @@ only take turns when both have traffic.
 
 Counters are copied to shared memory every ``_FLUSH_EVERY`` datagrams and
 within ``_FLUSH_TIMEOUT`` of the sockets going quiet (the receive timeout), so
-what the main process reports is exact once the sockets are idle.
+what the main process reports is exact once the sockets are idle. An idle lane
+then waits with a receive timeout of ``_IDLE_TIMEOUT_S``.
 
 Where the C library lacks ``recvmmsg``/``sendmmsg``, a plain epoll loop with
 one ``recvmsg`` and one ``sendto`` per datagram serves all sockets instead.
@@ -64,9 +65,14 @@ _CMSG_HEADER = struct.Struct("=Qii")  # cmsg_len, cmsg_level, cmsg_type
 _SOURCE4 = struct.Struct("!H4s")
 _SOURCE6 = struct.Struct("!H4x16s")
 _HOST_CACHE_SIZE = 4096
-# The lanes' receive timeout: how soon counters reach shared memory once the sockets
-# go quiet, and how often an idle lane looks at its stop flag and its parent.
+# The lanes' receive timeouts. While datagrams come, the short one: how soon counters
+# reach shared memory once the socket goes quiet. After that flush, the idle one: how
+# often a quiet lane looks at its parent and at a pending security summary (a stop
+# wakes it at once, by signal), so that an idle worker wakes once a second per
+# socket, not twenty times. Switching costs a setsockopt only at those transitions.
 _RCVTIMEO = struct.pack("@ll", 0, int(_FLUSH_TIMEOUT * 1_000_000))
+_IDLE_TIMEOUT_S = 1
+_IDLE_RCVTIMEO = struct.pack("@ll", _IDLE_TIMEOUT_S, 0)
 _WAIT_ERRNOS = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
 _MAIN_THREAD_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2}
 _CMSG_TS = struct.Struct("=Qiiqq")  # cmsghdr + timespec: the usual first control message
@@ -214,7 +220,9 @@ def _serve_lane(
     """
     sock = spec.sockets[lane]
     sock.setblocking(True)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _RCVTIMEO)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _IDLE_RCVTIMEO)
+    short_wait = False  # the short receive timeout is set (datagrams came since the last flush)
+    setsockopt, sol_socket, so_rcvtimeo = sock.setsockopt, socket.SOL_SOCKET, socket.SO_RCVTIMEO
     fd = sock.fileno()
     wildcard = socket_is_wildcard(sock)
     counts = pipeline.counts
@@ -296,10 +304,16 @@ def _serve_lane(
             if unflushed:
                 flush()
                 unflushed = 0
+            if short_wait:  # quiet and flushed: wait long
+                setsockopt(sol_socket, so_rcvtimeo, _IDLE_RCVTIMEO)
+                short_wait = False
             if lane == 0 and os.getppid() != spec.parent_pid:
                 log.warning("worker %d: main process gone, exiting", spec.index)
                 break
             n = 0
+        elif not short_wait:  # busy again: counters must reach shared memory soon
+            setsockopt(sol_socket, so_rcvtimeo, _RCVTIMEO)
+            short_wait = True
         k = 0
         for i in range(n):
             length = unpack_len(vec, len_at[i])[0]

@@ -8,6 +8,7 @@ epoll fallback used where libc has no recvmmsg/sendmmsg.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -60,29 +61,41 @@ def _exit_code(pid: int, within: float) -> int | None:
     return None
 
 
+def _fork_worker(
+    sockets: list[socket.socket],
+    pipeline: type[RequestPipeline] = RequestPipeline,
+    *,
+    batched: bool = True,
+) -> tuple[int, SharedRegion]:
+    """Fork a worker over ``sockets`` as the supervisor does; its pid and counter region."""
+    region = SharedRegion(slots=1)
+    region.writer().publish(SYNC)
+    spec = worker.WorkerSpec(
+        index=0, slot=0, sockets=sockets, max_packet_size=2048, cpus=None, parent_pid=os.getpid()
+    )
+    pid = os.fork()
+    if pid == 0:  # the worker
+        status = 2
+        try:
+            if not batched:
+                mmsg._recvmmsg = None  # as on a libc without it
+            status = worker.run_worker(spec, region, pipeline)
+        finally:
+            os._exit(status)
+    return pid, region
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, ChildProcessError):
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
 @pytest.mark.parametrize("batched", [True, False], ids=["lanes", "epoll-fallback"])
 def test_worker_answers_counts_and_stops(sockets: list[socket.socket], batched: bool) -> None:
     if batched and not mmsg.available():
         pytest.skip("no recvmmsg/sendmmsg in this libc")
-    region = SharedRegion(slots=1)
-    region.writer().publish(SYNC)
-    spec = worker.WorkerSpec(
-        index=0,
-        slot=0,
-        sockets=sockets,
-        max_packet_size=2048,
-        cpus=None,
-        parent_pid=os.getpid(),
-    )
-    pid = os.fork()
-    if pid == 0:  # the worker
-        status = 1
-        try:
-            if not batched:
-                mmsg._recvmmsg = None  # as on a libc without it
-            status = worker.run_worker(spec, region, RequestPipeline)
-        finally:
-            os._exit(status)
+    pid, region = _fork_worker(sockets, batched=batched)
     try:
         for k, server in enumerate(sockets):
             reply = _ask(server, xmt=100 + k)
@@ -100,9 +113,7 @@ def test_worker_answers_counts_and_stops(sockets: list[socket.socket], batched: 
         # Both lanes, the thread's included, see the stop at once, not at a timeout.
         assert time.monotonic() - started < 1.0
     finally:
-        with contextlib.suppress(ProcessLookupError, ChildProcessError):
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+        _kill(pid)
 
 
 class _Exploding(RequestPipeline):
@@ -120,24 +131,79 @@ def test_a_lane_that_fails_takes_the_worker_down(sockets: list[socket.socket], l
     """The supervisor restarts a worker that exits; a worker must not live on half-dead."""
     if lane >= len(sockets):
         pytest.skip("no IPv6 loopback here: no second lane")
-    region = SharedRegion(slots=1)
-    region.writer().publish(SYNC)
-    spec = worker.WorkerSpec(
-        index=0, slot=0, sockets=sockets, max_packet_size=2048, cpus=None, parent_pid=os.getpid()
-    )
-    pid = os.fork()
-    if pid == 0:
-        status = 2
-        try:
-            status = worker.run_worker(spec, region, _Exploding)
-        finally:
-            os._exit(status)
+    pid, _ = _fork_worker(sockets, _Exploding)
     try:
         assert struct.unpack_from("!Q", _ask(sockets[lane], xmt=5), 24)[0] == 5  # serving
         with socket.socket(sockets[lane].family, socket.SOCK_DGRAM) as c:
             c.sendto(request(xmt=666), sockets[lane].getsockname()[:2])
         assert _exit_code(pid, within=3.0) == 1, "the worker kept running with a dead lane"
     finally:
-        with contextlib.suppress(ProcessLookupError, ChildProcessError):
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+        _kill(pid)
+
+
+def _wakeups(pid: int) -> int:
+    """Voluntary context switches of all the process's threads: one per wait that ended."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/status") as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not mmsg.available(), reason="no recvmmsg/sendmmsg in this libc")
+def test_an_idle_worker_wakes_about_once_a_second_per_socket(
+    sockets: list[socket.socket],
+) -> None:
+    pid, region = _fork_worker(sockets)
+    try:
+        for k, server in enumerate(sockets):  # traffic first: each lane on its short timeout
+            assert struct.unpack_from("!Q", _ask(server, xmt=7 + k), 24)[0] == 7 + k
+        time.sleep(0.3)  # flushed and back on the idle timeout
+        before = _wakeups(pid)
+        time.sleep(3.0)
+        woke = _wakeups(pid) - before
+        # About 3 per socket at 1 s; with the 50 ms timeout kept it would be about 60.
+        assert woke <= 5 * len(sockets), f"{woke} wakeups in 3 s of idling"
+        # Traffic after idling is answered at once, and counted within the short timeout.
+        assert struct.unpack_from("!Q", _ask(sockets[0], xmt=99), 24)[0] == 99
+        deadline = time.monotonic() + 0.5
+        while region.read_slot(0)[Counter.RESPONDED] != len(sockets) + 1:
+            assert time.monotonic() < deadline, "counts not flushed within 0.5 s of going quiet"
+            time.sleep(0.01)
+        os.kill(pid, signal.SIGTERM)
+        assert _exit_code(pid, within=3.0) == 0
+    finally:
+        _kill(pid)
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@pytest.mark.skipif(not mmsg.available(), reason="no recvmmsg/sendmmsg in this libc")
+def test_a_worker_whose_main_process_dies_exits(sockets: list[socket.socket]) -> None:
+    """An orphaned worker notices within its idle timeout (the test adopts it to see it exit)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    read_end, write_end = os.pipe()
+    main = os.fork()
+    if main == 0:  # a stand-in for the main process: forks the worker, then dies
+        status = 2
+        try:
+            os.write(write_end, struct.pack("=i", _fork_worker(sockets)[0]))
+            status = 0
+        finally:
+            os._exit(status)
+    pid = 0
+    try:
+        pid = struct.unpack("=i", os.read(read_end, 4))[0]
+        assert os.waitpid(main, 0)[1] == 0
+        assert struct.unpack_from("!Q", _ask(sockets[0], xmt=3), 24)[0] == 3  # still serving
+        assert _exit_code(pid, within=4.0) == 0, "the orphaned worker kept running"
+    finally:
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+        os.close(read_end)
+        os.close(write_end)
+        if pid:
+            _kill(pid)
