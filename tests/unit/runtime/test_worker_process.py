@@ -164,8 +164,9 @@ def test_an_idle_worker_wakes_about_once_a_second_per_socket(
         before = _wakeups(pid)
         time.sleep(3.0)
         woke = _wakeups(pid) - before
-        # About 3 per socket at 1 s; with the 50 ms timeout kept it would be about 60.
-        assert woke <= 5 * len(sockets), f"{woke} wakeups in 3 s of idling"
+        # About 3 per socket at 1 s, and a few more when the lanes' timeouts meet at the
+        # interpreter lock; with the 50 ms timeout kept it was about 55 per socket.
+        assert woke <= 8 * len(sockets), f"{woke} wakeups in 3 s of idling"
         # Traffic after idling is answered at once, and counted within the short timeout.
         assert struct.unpack_from("!Q", _ask(sockets[0], xmt=99), 24)[0] == 99
         deadline = time.monotonic() + 0.5
