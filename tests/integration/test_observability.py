@@ -218,6 +218,39 @@ def test_scrape_under_load_counts_exactly_what_was_sent(tmp_path: Path) -> None:
         assert status["health"]["http_status"] == 200
 
 
+def test_datagrams_the_kernel_drops_on_a_full_buffer_are_counted(tmp_path: Path) -> None:
+    def small_buffer(port: int, http_port: int) -> str:
+        return config(port, http_port, workers=1).replace(
+            "enable_ipv6 = false\n", "enable_ipv6 = false\nreceive_buffer_size = 4096\n"
+        )
+
+    with daemon_with_http(tmp_path, small_buffer) as (d, http_port):
+        time.sleep(0.3)  # the readiness probe's request counted
+        before = scrape(http_port)
+        assert before[("ntp_socket_drops_total", ())] == 0
+        workers = [int(pid) for pid in _children(d.proc.pid)]
+        assert len(workers) == 1
+        sent = 500
+        os.kill(workers[0], signal.SIGSTOP)  # the worker stops reading; the buffer fills
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                for i in range(sent):
+                    s.sendto(request(xmt=i + 1), ("127.0.0.1", d.port))
+            # The main process answers scrapes while the worker is stopped.
+            dropped = scrape(http_port)[("ntp_socket_drops_total", ())]
+        finally:
+            os.kill(workers[0], signal.SIGCONT)
+        assert 0 < dropped < sent
+
+        def received() -> float:
+            key = ("ntp_received_packets_total", ())
+            return scrape(http_port)[key] - before[key]
+
+        # Every datagram was either read by the worker or counted as dropped by the kernel.
+        assert wait_for(lambda: received() + dropped == sent, timeout=5.0), (received(), dropped)
+        assert scrape(http_port)[("ntp_socket_drops_total", ())] == dropped
+
+
 def test_every_metric_of_the_rules_and_dashboard_is_in_a_live_scrape(tmp_path: Path) -> None:
     env = {"SIMPLE_NTPD_ENVIRONMENT": "test", "SIMPLE_NTPD_DATACENTER": "dc1"}
     with daemon_with_http(tmp_path, config, env=env) as (d, http_port):

@@ -4,7 +4,8 @@
 (:data:`METRICS` lists them all; docs/observability.md documents each). It
 reads nothing itself: at every scrape it calls the callables it was built with
 (summed worker counters, the published served-clock state, per-source
-snapshots, the latency histogram) and turns the values into metric families.
+snapshots, the latency histogram, the kernel's socket drops) and turns the values into
+metric families.
 The data plane therefore pays nothing per packet for metrics beyond its plain
 shared-memory counter increments; all the work happens here, at scrape time.
 
@@ -101,6 +102,13 @@ METRICS: Mapping[str, MetricSpec] = MappingProxyType(
                 "counter",
                 ("reason",),
                 "Received datagrams that got no response, by reason.",
+            ),
+            _spec(
+                "ntp_socket_drops_total",
+                "counter",
+                (),
+                "Datagrams the kernel dropped on the NTP sockets before a worker read them "
+                "(receive buffer full): /proc/net/udp 'drops'.",
             ),
             _spec("ntp_kod_sent_total", "counter", ("code",), "Kiss-o'-death responses by code."),
             _spec(
@@ -325,7 +333,8 @@ class NtpCollector(Collector):
     ``jitter`` (seconds),
     ``reach`` (int) and ``state`` (str; see :data:`SELECTED_STATES`), where a
     missing or non-numeric value omits that one sample; ``latency_histogram``
-    returns :data:`LatencyHistogram`. ``now_ns`` (system time, ns) lets the
+    returns :data:`LatencyHistogram`; ``socket_drops`` the kernel's drop count of
+    the NTP sockets (:mod:`simple_ntpd.observe.kernel_udp`). ``now_ns`` (system time, ns) lets the
     gauges age root dispersion and the correction to the scrape time; without
     it they are reported as published. ``labels`` (non-empty values only) go on
     every sample.
@@ -343,8 +352,10 @@ class NtpCollector(Collector):
         labels: Mapping[str, str] = MappingProxyType({}),
         latency_histogram: Callable[[], LatencyHistogram] | None = None,
         now_ns: Callable[[], int] | None = None,
+        socket_drops: Callable[[], int] | None = None,
     ) -> None:
         self._counters = counters
+        self._socket_drops = socket_drops
         self._served_state = served_state
         self._sources = sources
         self._latency = latency_histogram
@@ -356,6 +367,7 @@ class NtpCollector(Collector):
             "served_state": 0,
             "sources": 0,
             "latency": 0,
+            "sockets": 0,
         }
 
     # -- helpers ----------------------------------------------------------
@@ -458,12 +470,20 @@ class NtpCollector(Collector):
         family.add_metric(self._label_values, histogram_buckets(bounds, counts), float(total))
         return [family]
 
+    def _collect_sockets(self) -> list[Metric]:
+        if self._socket_drops is None:
+            return []
+        family = self._family("ntp_socket_drops_total")
+        self._add(family, (), self._socket_drops())
+        return [family]
+
     def collect(self) -> Iterator[Metric]:
         sections: tuple[tuple[str, Callable[[], list[Metric]]], ...] = (
             ("counters", self._collect_counters),
             ("served_state", self._collect_served),
             ("sources", self._collect_sources),
             ("latency", self._collect_latency),
+            ("sockets", self._collect_sockets),
         )
         for section, collect in sections:
             try:

@@ -36,6 +36,7 @@ from simple_ntpd.config.schema import Config
 from simple_ntpd.daemon import systemd
 from simple_ntpd.daemon.logging_setup import rotate_logs_if_needed
 from simple_ntpd.observe.health import MAXDIST, health
+from simple_ntpd.observe.kernel_udp import socket_drops
 from simple_ntpd.observe.prometheus import NtpCollector, latency_from_totals
 from simple_ntpd.observe.selfcheck import SelfCheckResult, judge_reply, self_check_request
 from simple_ntpd.observe.stats_export import (
@@ -60,6 +61,8 @@ perf_log = logging.getLogger("simple_ntpd.performance")
 
 LOG_ROTATION_CHECK_S = 1.0
 """How often the size of rotated log files is checked (one stat per file)."""
+PROC_NET_UDP = ("/proc/net/udp", "/proc/net/udp6")
+"""Where the kernel lists UDP sockets with their drop counts (this network namespace's)."""
 STATUS_INTERVAL_S = 10.0
 """How often STATUS= is refreshed for ``systemctl status`` (only under systemd)."""
 
@@ -104,8 +107,22 @@ class Observability:
                 labels=sup.loaded.labels,
                 latency_histogram=lambda: latency_from_totals(sup.totals()),
                 now_ns=now_ns,
+                socket_drops=self.kernel_socket_drops,
             )
         )
+
+    def kernel_socket_drops(self) -> int:
+        """Datagrams the kernel dropped on the NTP sockets (``/proc/net/udp{,6}``, by inode)."""
+        inodes = {os.fstat(s.fileno()).st_ino for s in self.sup.sockets if s.fileno() >= 0}
+        texts: list[str] = []
+        for path in PROC_NET_UDP:
+            try:
+                texts.append(Path(path).read_text())
+            except FileNotFoundError:  # no IPv6 in this kernel: no udp6 table
+                continue
+        if not texts:
+            raise OSError(f"none of {', '.join(PROC_NET_UDP)} can be read")
+        return socket_drops(texts, inodes)
 
     # -- wiring -------------------------------------------------------------
 

@@ -62,6 +62,7 @@ def scraped_names() -> set[str]:
         ],
         labels={"environment": "test"},
         latency_histogram=_latency,
+        socket_drops=lambda: 0,
     )
     text = generate_latest(build_registry(collector)).decode()
     return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
@@ -105,6 +106,7 @@ def test_rules_and_dashboard_use_only_emitted_metrics() -> None:
         "ntp_synchronized",
         "ntp_stratum",
         "ntp_dropped_total",
+        "ntp_socket_drops_total",
         "ntp_kod_sent_total",
         "ntp_source_reachability",
         "ntp_request_duration_seconds_bucket",

@@ -94,6 +94,7 @@ def full_collector(now_ns: int | None = None) -> NtpCollector:
         labels=LABELS,
         latency_histogram=latency,
         now_ns=(lambda: now_ns) if now_ns is not None else None,
+        socket_drops=lambda: 291,
     )
 
 
@@ -212,6 +213,20 @@ def test_a_failing_section_costs_only_itself() -> None:
     assert s[("ntp_collector_errors_total", (("section", "sources"),))] == 1
     s = scrape(collector)
     assert s[("ntp_collector_errors_total", (("section", "sources"),))] == 2
+
+
+def test_socket_drops() -> None:
+    assert scrape(full_collector())[("ntp_socket_drops_total", ())] == 291
+
+    def unreadable() -> int:
+        raise OSError("none of /proc/net/udp, /proc/net/udp6 can be read")
+
+    s = scrape(
+        NtpCollector(counters=counters, served_state=lambda: SYNCED, socket_drops=unreadable)
+    )
+    assert ("ntp_socket_drops_total", ()) not in s
+    assert s[("ntp_collector_errors_total", (("section", "sockets"),))] == 1
+    assert s[("ntp_responses_total", ())] == 900
 
 
 def test_short_counter_list_is_an_error_not_a_wrong_number() -> None:
