@@ -213,6 +213,7 @@ def test_scrape_under_load_counts_exactly_what_was_sent(tmp_path: Path) -> None:
         assert status["stratum"] == 3 and status["synchronized"] is True
         assert status["counters"]["received"] >= sent
         assert status["drops"]["too_short"] >= short
+        assert status["socket_drops"] == 0
         assert status["sources"] == []
         assert len(status["workers"]) == 2
         assert status["health"]["http_status"] == 200
@@ -249,6 +250,7 @@ def test_datagrams_the_kernel_drops_on_a_full_buffer_are_counted(tmp_path: Path)
         # Every datagram was either read by the worker or counted as dropped by the kernel.
         assert wait_for(lambda: received() + dropped == sent, timeout=5.0), (received(), dropped)
         assert scrape(http_port)[("ntp_socket_drops_total", ())] == dropped
+        assert json.loads(get(f"http://127.0.0.1:{http_port}/status")[1])["socket_drops"] == dropped
 
 
 def test_every_metric_of_the_rules_and_dashboard_is_in_a_live_scrape(tmp_path: Path) -> None:

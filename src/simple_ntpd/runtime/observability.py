@@ -229,6 +229,10 @@ class Observability:
     def status(self) -> dict[str, Any]:
         doc: dict[str, Any] = dict(self.sup.status())
         doc.update(named_counters(self.sup.totals()))
+        try:
+            doc["socket_drops"] = self.kernel_socket_drops()
+        except OSError:  # no /proc: unknown, not zero
+            doc["socket_drops"] = None
         doc["sources"] = self.sources()
         code, verdict = self.health()
         doc["health"] = {"http_status": code, **verdict}
