@@ -272,7 +272,9 @@ class SendBatch:
             address the request was sent to.
         """
         self.n = n = recv.n
-        self._recv = recv  # its source addresses are the replies' destinations
+        # The replies' destinations are recv's source-address array, which the vector
+        # below points into: holding recv keeps that memory alive as long as this batch.
+        self._recv = recv
         self._payload = ctypes.create_string_buffer(48 * n)
         self._iovs = ctypes.create_string_buffer(_IOVEC * n)
         self._msgvec = ctypes.create_string_buffer(_MMSGHDR * n)

@@ -280,7 +280,8 @@ def _serve_lane(
         # ipi_spec_dst); IPv6 echoes the whole in6_pktinfo.
         info_dst, info_src, info_len = (20, 8, 4) if ipv4 else (16, 0, 20)
         info_kind = (info_level, info_type)
-        info_space = 16 + (12 if ipv4 else 20)  # CMSG_LEN of in_pktinfo / in6_pktinfo
+        # The controllen that holds the timestamp's message (32 octets) and a pktinfo one.
+        info_controllen = 32 + 16 + (12 if ipv4 else 20)
         controllen_at = [i * mmsg_len + 40 for i in range(batch.n)]
         unpack_controllen = _CONTROLLEN.unpack_from
         unpack_cmsg_header = _CMSG_HEADER.unpack_from
@@ -348,7 +349,7 @@ def _serve_lane(
                     dst = k * ctl_len + info_dst
                     at = ctl_at[i] + 32
                     if (
-                        unpack_controllen(vec, controllen_at[i])[0] >= at - ctl_at[i] + info_space
+                        unpack_controllen(vec, controllen_at[i])[0] >= info_controllen
                         and unpack_cmsg_header(ctl, at)[1:] == info_kind
                     ):
                         at += 16 + info_src

@@ -124,11 +124,12 @@ SECURITY_EVENTS = (
 def ntp64(unix_ns: int) -> int:
     """Wire timestamp (era dropped, fraction truncated) of a Unix time in ns.
 
-    Kept here, inline-able and tiny, because it runs twice per response; the
-    general, round-to-nearest conversions live in :mod:`simple_ntpd.timetypes`.
+    One integer expression; :meth:`RequestPipeline._served_ntp64` and the fast
+    path of :meth:`RequestPipeline.answer` compute the same with the served
+    clock's correction folded in. The general, round-to-nearest conversions
+    live in :mod:`simple_ntpd.timetypes`.
     """
-    sec, ns = divmod(unix_ns, _NS)
-    return (((sec + _NTP_UNIX_OFFSET) & _U32) << 32) | ((ns << 32) // _NS)
+    return (((unix_ns + _NTP_EPOCH_NS) << 32) // _NS) & _U64
 
 
 def kissable(data: bytes | memoryview) -> bool:
@@ -178,11 +179,11 @@ class RequestPipeline:
         "_limiter",
         "_max_len",
         "_monotonic",
+        "_ntp_base_ns",
         "_out",
         "_reader",
         "_refresh_after",
         "_require_auth",
-        "_rx_base",
         "_seq",
         "_seqview",
         "_state",
@@ -237,9 +238,9 @@ class RequestPipeline:
         self._seq = -1
         self._state = ServedClockState()
         self._refresh_after = 0  # system time (ns) after which the template is rebuilt
-        # The served state's correction, unpacked for the fast path by _refresh.
+        # The served state, unpacked by _refresh: every timestamp is made from these.
         self._unsync = True
-        self._rx_base = _NTP_EPOCH_NS
+        self._ntp_base_ns = _NTP_EPOCH_NS  # the correction's offset + 1900 to 1970, ns
         self._freq = 0.0
         self._t0 = 0
         self.counts = [0] * COUNTERS_PER_SLOT
@@ -319,7 +320,7 @@ class RequestPipeline:
         st = self._state
         self._refresh_after = now_ns + _TEMPLATE_MAX_AGE_NS
         self._unsync = st.leap == LEAP_UNSYNCHRONIZED
-        self._rx_base = st.offset_ns + _NTP_EPOCH_NS
+        self._ntp_base_ns = st.offset_ns + _NTP_EPOCH_NS
         self._freq = st.freq
         self._t0 = st.t0_ns
         leap = st.leap
@@ -422,10 +423,10 @@ class RequestPipeline:
                 out[24:32] = data[40:48]  # origin = the client's transmit timestamp
                 if self._unsync:
                     counts[14] += 1  # Counter.UNSYNCHRONIZED_RESPONSES
+                # _served_ntp64(rx_ns), inline.
                 if self._freq:
                     rx_ns += int(self._freq * (rx_ns - self._t0))
-                # ntp64() of the served receive time, in one integer expression.
-                _TX.pack_into(out, 32, (((rx_ns + self._rx_base) << 32) // _NS) & _U64)
+                _TX.pack_into(out, 32, (((rx_ns + self._ntp_base_ns) << 32) // _NS) & _U64)
                 return out
         counts[0] += 1  # Counter.RECEIVED
         counts[12] += n  # Counter.RECEIVED_BYTES
@@ -484,18 +485,13 @@ class RequestPipeline:
 
         if rx_ns > self._refresh_after or self._seqview[0] != self._seq:
             self._refresh(rx_ns)
-        st = self._state
         out = self._out
         out[0] = self.first_byte[version]
         out[2] = data[2]  # poll echoed (RFC 5905 section 9.2, fast_xmit)
         out[24:32] = data[40:48]  # origin = the client's transmit timestamp
-        if st.leap == LEAP_UNSYNCHRONIZED:
+        if self._unsync:
             counts[14] += 1  # Counter.UNSYNCHRONIZED_RESPONSES
-        rx = rx_ns + st.offset_ns
-        if st.freq:
-            rx += int(st.freq * (rx_ns - st.t0_ns))
-        # ntp64() in one integer expression: this is the innermost code of the server.
-        _TX.pack_into(out, 32, (((rx + _NTP_EPOCH_NS) << 32) // _NS) & _U64)
+        _TX.pack_into(out, 32, self._served_ntp64(rx_ns))
         if auth is not None:
             # The MAC covers the finished header, transmit timestamp included.
             self._write_tx(out, rx_ns)
@@ -512,6 +508,12 @@ class RequestPipeline:
     def needs_address(self) -> bool:
         """Whether :meth:`answer` reads ``addr`` for a bare 48-octet request."""
         return self._guarded
+
+    def _served_ntp64(self, t_ns: int) -> int:
+        """ntp64() of the served time at system time ``t_ns``, from the state _refresh unpacked."""
+        if self._freq:
+            t_ns += int(self._freq * (t_ns - self._t0))
+        return (((t_ns + self._ntp_base_ns) << 32) // _NS) & _U64
 
     def _stamp(self, out: bytearray, rx_ns: int) -> None:
         """Write the transmit timestamp of one plain response, read from the clock now."""
@@ -539,12 +541,8 @@ class RequestPipeline:
         histogram, which lives in the counters; the responses are counted as
         sent here.
         """
-        st = self._state
         tx_ns = self._clock_ns()
-        tx = tx_ns + st.offset_ns
-        if st.freq:
-            tx += int(st.freq * (tx_ns - st.t0_ns))
-        tx64 = (((tx + _NTP_EPOCH_NS) << 32) // _NS) & _U64
+        tx64 = self._served_ntp64(tx_ns)
         counts = self.counts
         counts[1] += count  # Counter.RESPONDED
         counts[13] += HEADER_LEN * count  # Counter.SENT_BYTES

@@ -194,3 +194,19 @@ def test_any_bytes_never_raise_and_never_amplify(data: bytes, port: int) -> None
         assert len(out) <= len(data)
         assert (data[0] & 7) == 3 or ((data[0] & 7) == 0 and (data[0] >> 3) & 7 == 1)
         assert 1 <= (data[0] >> 3) & 7 <= 4
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(min_value=-(2**70), max_value=2**70))
+def test_ntp64_is_seconds_and_truncated_fraction_of_the_era(unix_ns: int) -> None:
+    # The oracle spelled out: seconds since 1900 modulo the era, fraction truncated.
+    sec, ns = divmod(unix_ns, 10**9)
+    expected = (((sec + 2_208_988_800) % 2**32) << 32) | (ns * 2**32 // 10**9)
+    assert ntp64(unix_ns) == expected
+
+
+def test_ntp64_at_the_2036_era_rollover() -> None:
+    era1 = (2**32 - 2_208_988_800) * 10**9  # 2036-02-07T06:28:16Z, NTP seconds wrap to 0
+    assert ntp64(era1) == 0
+    assert ntp64(era1 - 1) >> 32 == 2**32 - 1
+    assert ntp64(era1 + 500_000_000) == 2**31  # half a second into era 1
